@@ -1,0 +1,1 @@
+"""mirbench: microscopy image restoration benchmark (runner, registry, metrics, leaderboards)."""

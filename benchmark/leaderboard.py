@@ -1,0 +1,175 @@
+"""Leaderboards: markdown + CSV + JSON tables per dataset / paper table, beside the reported numbers,
+plus a perception-distortion plot and cross-method sample grids.  One profile per file, never mixed:
+``leaderboards/<task>.*`` holds the smoke profile, ``leaderboards/<task>.paper.*`` the paper profile.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from benchmark.reported import reported_for
+from benchmark.results import ResultRecord, atomic_write_text, now
+from benchmark.samples import method_grid
+
+METRIC_COLS = [("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("niqe", "NIQE", 2), ("pi", "PI", 2),
+               ("rmse", "RMSE", 2), ("psnr_region", "ROI PSNR", 2), ("ssim_region", "ROI SSIM", 4)]
+COST_COLS = [("params_m", "Params (M)", 3), ("flops_g", "FLOPs (G)", 2), ("latency_ms", "Latency (ms)", 1)]
+COMPARED = ("psnr", "ssim", "pi", "rmse", "psnr_region", "ssim_region")
+
+
+def stem(task: str, profile: str) -> str:
+    return task if profile == "smoke" else f"{task}.{profile}"
+
+
+def _pi(metrics: dict) -> float | None:
+    if "ma" not in metrics or "niqe" not in metrics:
+        return None  # never estimated: PI exists only where Ma's model was really run
+    from benchmark.metrics.pi import pi_from_means
+    return pi_from_means(metrics["ma"], metrics["niqe"])
+
+
+def build_rows(records: list[ResultRecord]) -> list[dict]:
+    rows = []
+    for r in records:
+        conv = r.convention or {}
+        m = dict(r.metrics)
+        if (pi := _pi(m)) is not None:
+            m["pi"] = pi
+        rep = reported_for(conv.get("reported_key", r.dataset.rsplit("_x", 1)[0]), r.scale, r.method)
+        row = {"task": r.task, "profile": r.profile, "dataset": r.dataset, "dataset_label": conv.get("dataset_label", r.dataset),
+               "scale": r.scale, "table": r.table, "method": r.method, "label": r.label, "kind": r.kind,
+               "status": r.status, "error": r.error, "n_images": m.get("n_images"),
+               "convention": conv.get("description"), "ma_model": conv.get("ma_model", False),
+               "notes": (r.train or {}).get("notes", ""), "steps": (r.train or {}).get("steps", 0),
+               "wall_s": (r.train or {}).get("total_wall_s"), "commit": (r.env or {}).get("commit"),
+               "hardware": (r.env or {}).get("hardware"), "devices": (r.env or {}).get("devices")}
+        for k, _, _ in METRIC_COLS:
+            row[k] = m.get(k)
+        for k, _, _ in COST_COLS:
+            row[k] = (r.efficiency or {}).get(k)
+        row["cost_input"] = (r.efficiency or {}).get("input")
+        for k in COMPARED:
+            if k in rep:
+                row[f"reported_{k}"] = rep[k]["value"]
+                row[f"reported_{k}_source"] = f"{rep[k]['paper']} {rep[k]['table']}"
+                row[f"delta_{k}"] = None if row.get(k) is None else row[k] - rep[k]["value"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(v, nd) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.{nd}f}" if isinstance(v, (int, float)) else str(v)
+
+
+def _signed(v, nd) -> str:
+    return "–" if v is None else f"{v:+.{nd}f}"
+
+
+def to_markdown(task: str, profile: str, rows: list[dict]) -> str:
+    out = [f"# {task} leaderboard — `{profile}` profile", ""]
+    if profile == "smoke":
+        out += ["> **Smoke profile**: tiny networks trained for a few steps on the real data *samples* "
+                "(../shared/datasets), on CPU. Learned rows check that every method trains and evaluates "
+                "end to end; they are not the papers' models. Training-free rows (nearest, bicubic) follow "
+                "the papers' protocol and are comparable to the reported numbers.", ""]
+    any_ma = any(r["ma_model"] for r in rows)
+    out += [f"PI = ((10 − Ma) + NIQE) / 2 (PIRM 2018). "
+            + ("" if any_ma else "**PI: n/a** — Ma et al.'s NRQM model was not provided (MIRBENCH_WEIGHTS/nrqm/NRQM_model.mat); NIQE is shown."), ""]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["table"]), []).append(r)
+    for (ds, table), grp in groups.items():
+        first = grp[0]
+        out += [f"## {first['dataset_label']} — {table}", "",
+                f"Scale x{first['scale']}; metrics: {first['convention'] or 'n/a'}; "
+                f"{first['n_images'] or '?'} test images.", ""]
+        head = ["Method", "Kind"] + [h for _, h, _ in METRIC_COLS] + [h for _, h, _ in COST_COLS] + \
+               ["Paper PSNR", "Δ PSNR", "Paper SSIM", "Δ SSIM", "Paper PI", "Notes"]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in grp:
+            if r["status"] != "ok":
+                cells = [r["label"], r["kind"]] + ["–"] * (len(head) - 3) + [f"**failed**: {r['error']}"]
+            else:
+                cells = [r["label"], r["kind"]] + [_fmt(r[k], nd) for k, _, nd in METRIC_COLS] + \
+                        [_fmt(r[k], nd) for k, _, nd in COST_COLS] + \
+                        [_fmt(r.get("reported_psnr"), 2), _signed(r.get("delta_psnr"), 2),
+                         _fmt(r.get("reported_ssim"), 3), _signed(r.get("delta_ssim"), 3),
+                         _fmt(r.get("reported_pi"), 2), r["notes"] or ""]
+            out.append("| " + " | ".join(cells) + " |")
+        srcs = sorted({r[k] for r in grp for k in r if k.endswith("_source")})
+        if srcs:
+            out += ["", "Reported numbers: " + "; ".join(srcs) + " (leaderboards/reported.yaml)."]
+        out.append("")
+    commits = sorted({r["commit"] for r in rows if r["commit"]})
+    hw = sorted({f"{r['hardware']} x{r['devices']}" for r in rows if r["hardware"]})
+    out += [f"Generated {now()} from commit(s) {', '.join(commits)} on {', '.join(hw)}.", ""]
+    return "\n".join(out)
+
+
+def to_csv(rows: list[dict]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def pd_plot(rows: list[dict], path: Path, title: str) -> Path | None:
+    """Perception-distortion plane: PSNR vs PI (or NIQE where PI is unavailable), lower-right is better."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("psnr") is not None
+          and (r.get("pi") is not None or r.get("niqe") is not None)]
+    if not ok:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    use_pi = all(r.get("pi") is not None for r in ok)
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    for r in ok:
+        x = r["pi"] if use_pi else r["niqe"]
+        ax.scatter(x, r["psnr"], s=25)
+        ax.annotate(r["label"], (x, r["psnr"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("PI (lower is better)" if use_pi else "NIQE (lower is better; PI n/a without Ma model)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_leaderboard(task: str, profile: str, records: list[ResultRecord], out_dir: Path,
+                      runs_dir: Path | None = None) -> dict[str, Path]:
+    if any(r.profile != profile for r in records):
+        raise ValueError("a leaderboard never mixes profiles")
+    rows = build_rows(records)
+    s = stem(task, profile)
+    paths = {"md": out_dir / f"{s}.md", "csv": out_dir / f"{s}.csv", "json": out_dir / f"{s}.json"}
+    atomic_write_text(paths["md"], to_markdown(task, profile, rows))
+    atomic_write_text(paths["csv"], to_csv(rows))
+    atomic_write_text(paths["json"], json.dumps({"task": task, "profile": profile, "rows": rows}, indent=1,
+                                                default=float) + "\n")
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        drows = [r for r in rows if r["dataset"] == ds]
+        p = pd_plot(drows, out_dir / "plots" / f"{s}_pd_{ds}.png", f"{task} / {ds} ({profile})")
+        if p:
+            paths[f"plot_{ds}"] = p
+        if runs_dir is not None:
+            dirs = {r["method"]: runs_dir / profile / task / ds / r["method"] for r in drows if r["status"] == "ok"}
+            g = method_grid(dirs, out_dir / "plots" / f"{s}_samples_{ds}.png")
+            if g:
+                paths[f"samples_{ds}"] = g
+    return paths

@@ -1,0 +1,110 @@
+"""PSNR, SSIM and RMSE with the conventions of the SR / restoration papers, plus region variants.
+
+Inputs are [0, 1] images; they are rounded to 8 bits (as the saved PNGs the papers evaluate),
+converted to the evaluation space (Y of MATLAB rgb2ycbcr, RGB or gray; 0..255 scale) and shaved by
+``crop`` pixels.  Scores are per image; the set score is their mean (RMSE: sqrt of mean MSE, as PIRM).
+SSIM uses torchmetrics' Gaussian SSIM map (11, 1.5, K1 0.01, K2 0.03); torchmetrics averages it
+over reflect-padded borders too, so the mean here is taken over the 'valid' window positions only,
+as Wang et al.'s ssim.m, basicsr and scikit-image do (matches scikit-image to 1e-12).
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
+
+from benchmark.metrics.base import PerImageMetric
+from benchmark.metrics.color import shave, to_eval_space
+
+
+class _SpaceMetric(PerImageMetric):
+    def __init__(self, space: str = "y", crop: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.space, self.crop = space, crop
+
+    def _prep(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (shave(to_eval_space(preds, self.space), self.crop),
+                shave(to_eval_space(target, self.space), self.crop))
+
+
+def _mse(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return ((p - t) ** 2).flatten(1).mean(1)
+
+
+def _psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(255.0 ** 2 / mse)  # mse == 0 -> inf, as basicsr / MATLAB
+
+
+_HALF = 5  # (11 - 1) / 2: the rim whose window would reach outside the image
+
+
+def _ssim_map(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) SSIM map; its 5-px rim comes from reflect padding and is excluded by callers."""
+    _, ssim_map = _tm_ssim(p, t, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0,
+                           k1=0.01, k2=0.03, reduction="none", return_full_image=True)
+    return ssim_map
+
+
+class PSNR(_SpaceMetric):
+    """Peak signal-to-noise ratio (dB) per image, averaged over the set."""
+
+    higher_is_better = True
+
+    def score(self, preds, target):
+        return _psnr_from_mse(_mse(*self._prep(preds, target)))
+
+
+class SSIM(_SpaceMetric):
+    """Structural similarity (Wang et al. 2004), Gaussian window 11 / sigma 1.5, per image."""
+
+    higher_is_better = True
+
+    def score(self, preds, target):
+        smap = _ssim_map(*self._prep(preds, target))
+        return smap[..., _HALF:-_HALF, _HALF:-_HALF].flatten(1).mean(1)
+
+
+class RMSE(_SpaceMetric):
+    """Root mean squared error on the 0..255 scale: sqrt(mean over images of per-image MSE)."""
+
+    higher_is_better = False
+
+    def score(self, preds, target):
+        return _mse(*self._prep(preds, target))
+
+    def compute(self):
+        return super().compute().sqrt()
+
+
+def _prep_mask(mask: torch.Tensor, crop: int) -> torch.Tensor:
+    return shave(mask.to(torch.float64).clamp(0, 1), crop)
+
+
+class RegionPSNR(_SpaceMetric):
+    """PSNR over the pixels where ``mask`` is 1 (e.g. the corrupted region of an inpainting task)."""
+
+    higher_is_better = True
+
+    def score(self, preds, target, mask=None):
+        if mask is None:
+            raise ValueError("RegionPSNR needs a mask")
+        p, t = self._prep(preds, target)
+        m = _prep_mask(mask, self.crop).expand_as(p)
+        mse = (((p - t) ** 2) * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+        return _psnr_from_mse(mse)
+
+
+class RegionSSIM(_SpaceMetric):
+    """Mean of the SSIM map over the mask pixels whose 11x11 window lies inside the image."""
+
+    higher_is_better = True
+
+    def score(self, preds, target, mask=None):
+        if mask is None:
+            raise ValueError("RegionSSIM needs a mask")
+        p, t = self._prep(preds, target)
+        smap = _ssim_map(p, t)
+        m = _prep_mask(mask, self.crop).expand_as(smap)
+        valid = torch.zeros_like(m)
+        valid[..., _HALF:-_HALF, _HALF:-_HALF] = 1
+        w = m * valid
+        return (smap * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)

@@ -1,0 +1,1 @@
+"""Datasets of mirbench: readers of the official layouts, builders, downloaders and DataModules."""

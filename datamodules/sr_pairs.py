@@ -1,0 +1,117 @@
+"""Paired LR/HR datasets for super-resolution.
+
+LR images are either real (PathImgSR: separate files) or made by MATLAB-bicubic downsampling of the
+HR image (``imresize``, antialiased, then rounded to 8 bits as a saved LR PNG would be).  Training
+crops are taken in LR coordinates and scaled, so LR and HR stay aligned; albumentations cannot crop
+two differently sized images together, so the paired crop/flip/rot90 is done here in three lines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.base import read_rgb
+from datamodules.imresize import imresize
+
+
+def bicubic_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """HR (C, H, W) in [0, 1] with H, W divisible by ``scale`` -> 8-bit-rounded bicubic LR."""
+    lr = imresize(hr, 1.0 / scale)
+    return (lr.clamp(0, 1) * 255.0).round().div(255.0)
+
+
+def mod_crop(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop the bottom/right so H and W are multiples of ``scale`` (the SR convention)."""
+    h, w = img.shape[-2:]
+    return img[..., : h - h % scale, : w - w % scale]
+
+
+class PairedSRDataset(Dataset):
+    """(lr, hr) pairs from HR files (bicubic LR) or from matching LR/HR files (real pairs).
+
+    ``patch``: HR training patch size (0 = whole image).  ``points``: optional per-image (N, 2)
+    arrays of (x, y) HR pixel coordinates (e.g. nucleus centres) that follow the crop/flips and are
+    returned padded with NaN to ``max_points`` rows under key ``points``.
+    """
+
+    def __init__(self, hr_paths: Sequence[Path], scale: int, lr_paths: Sequence[Path] | None = None,
+                 patch: int = 0, augment: bool = False, points: Sequence[torch.Tensor] | None = None,
+                 max_points: int = 0, names: Sequence[str] | None = None):
+        if lr_paths is not None and len(lr_paths) != len(hr_paths):
+            raise ValueError(f"{len(lr_paths)} LR files for {len(hr_paths)} HR files")
+        if patch and patch % scale:
+            raise ValueError(f"patch {patch} is not a multiple of scale {scale}")
+        self.hr_paths, self.lr_paths = list(hr_paths), (list(lr_paths) if lr_paths else None)
+        self.scale, self.patch, self.augment = scale, patch, augment
+        self.points, self.max_points = points, max_points
+        self.names = list(names) if names else [Path(p).stem for p in self.hr_paths]
+
+    def __len__(self) -> int:
+        return len(self.hr_paths)
+
+    def _pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.scale
+        if self.lr_paths is None:
+            hr = mod_crop(read_rgb(self.hr_paths[i]), s)
+            return bicubic_lr(hr, s), hr
+        lr, hr = read_rgb(self.lr_paths[i]), read_rgb(self.hr_paths[i])
+        if (hr.shape[-2], hr.shape[-1]) != (lr.shape[-2] * s, lr.shape[-1] * s):
+            raise ValueError(f"pair {self.names[i]}: HR {tuple(hr.shape[-2:])} is not x{s} of LR "
+                             f"{tuple(lr.shape[-2:])}")
+        return lr, hr
+
+    def __getitem__(self, i: int) -> dict:
+        lr, hr = self._pair(i)
+        pts = self.points[i].clone().double() if self.points is not None else None
+        if self.patch:
+            lr, hr, pts = self._random_crop(lr, hr, pts)
+        if self.augment:
+            lr, hr, pts = self._random_flip_rot(lr, hr, pts)
+        out = {"lr": lr.contiguous(), "hr": hr.contiguous(), "index": i, "name": self.names[i]}
+        if pts is not None:
+            out["points"] = _pad_points(pts, self.max_points)
+        return out
+
+    def _random_crop(self, lr, hr, pts):
+        s, lp = self.scale, self.patch // self.scale
+        h, w = lr.shape[-2:]
+        if h < lp or w < lp:
+            raise ValueError(f"LR image {h}x{w} is smaller than the LR patch {lp}")
+        y = int(torch.randint(0, h - lp + 1, ()))
+        x = int(torch.randint(0, w - lp + 1, ()))
+        lr = lr[:, y:y + lp, x:x + lp]
+        hr = hr[:, y * s:(y + lp) * s, x * s:(x + lp) * s]
+        if pts is not None:
+            pts = pts - pts.new_tensor([x * s, y * s])
+            keep = (pts >= 0).all(1) & (pts[:, 0] < lp * s) & (pts[:, 1] < lp * s)
+            pts = pts[keep]
+        return lr, hr, pts
+
+    @staticmethod
+    def _random_flip_rot(lr, hr, pts):
+        hflip, vflip, rot = (bool(torch.randint(0, 2, ())) for _ in range(3))
+        H, W = hr.shape[-2:]
+        if hflip:
+            lr, hr = lr.flip(-1), hr.flip(-1)
+            if pts is not None:
+                pts = torch.stack([W - 1 - pts[:, 0], pts[:, 1]], 1)
+        if vflip:
+            lr, hr = lr.flip(-2), hr.flip(-2)
+            if pts is not None:
+                pts = torch.stack([pts[:, 0], H - 1 - pts[:, 1]], 1)
+        if rot:  # transpose H and W
+            lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
+            if pts is not None:
+                pts = pts.flip(1)
+        return lr, hr, pts
+
+
+def _pad_points(pts: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.full((n, 2), float("nan"), dtype=torch.float32)
+    k = min(n, pts.shape[0])
+    if k:
+        out[:k] = pts[torch.randperm(pts.shape[0])[:k]].float() if pts.shape[0] > n else pts[:k].float()
+    return out

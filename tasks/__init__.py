@@ -1,0 +1,1 @@
+"""Restoration tasks: inpaint, sr, dualsr, interp. Each has registry.py with DATASETS and METHODS."""

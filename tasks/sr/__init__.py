@@ -1,0 +1,1 @@
+"""Super-resolution task: PathImgSR (MASRNet/MASRGAN), CRCHistoPhenotypes (rVTT), Kather (SNADN data)."""

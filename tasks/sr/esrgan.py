@@ -1,0 +1,89 @@
+"""ESRGAN (Wang et al., ECCV-W 2018): RRDBNet generator + VGG-style discriminator, relativistic GAN.
+
+Paper settings (Sec. 3-4 and the official BasicSR config train_ESRGAN_x4): 23 RRDB, 64 features,
+growth 32, residual scaling 0.2, nearest-neighbour upsampling x2 stages; PSNR-oriented pre-training
+with L1, then L = L_percep(conv5_4, before activation) + 5e-3 L_G^Ra + 1e-2 L1; Adam 1e-4,
+beta (0.9, 0.99), HR patch 128, batch 16, 400k GAN iterations, lr halved at 50k/100k/200k/300k.
+RRDBNet at these settings has 16.70 M parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.specs import BuildContext, TrainPlan
+from tasks.common.discriminators import VGGStyleDiscriminator
+from tasks.common.losses import PerceptualLoss
+from tasks.sr.module import SRGANModule, SRModule
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five 3x3 convs with dense connections, LeakyReLU(0.2), residual scaled by 0.2."""
+
+    def __init__(self, nf: int = 64, gc: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, 1, 1) for i in range(5))
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        feats = [x]
+        for i, conv in enumerate(self.convs):
+            out = conv(torch.cat(feats, 1))
+            if i < 4:
+                feats.append(self.act(out))
+        return x + 0.2 * out
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs and a 0.2-scaled outer residual."""
+
+    def __init__(self, nf: int = 64, gc: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(*(ResidualDenseBlock(nf, gc) for _ in range(3)))
+
+    def forward(self, x):
+        return x + 0.2 * self.body(x)
+
+
+class RRDBNet(nn.Module):
+    """First conv, ``nb`` RRDBs + trunk conv (long skip), log2(scale) x (nearest x2 + conv), two convs."""
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, nf: int = 64, nb: int = 23, gc: int = 32, scale: int = 4):
+        super().__init__()
+        if scale not in (1, 2, 4, 8, 16):
+            raise ValueError(f"RRDBNet supports power-of-two scales, got {scale}")
+        self.scale = scale
+        self.conv_first = nn.Conv2d(in_ch, nf, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(nf, gc) for _ in range(nb)))
+        self.conv_body = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.ups = nn.ModuleList(nn.Conv2d(nf, nf, 3, 1, 1) for _ in range(scale.bit_length() - 1))
+        self.conv_hr = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.conv_last = nn.Conv2d(nf, out_ch, 3, 1, 1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        for conv in self.ups:
+            feat = self.act(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.act(self.conv_hr(feat)))
+
+
+PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, pretrain_steps=1_000_000, gan_steps=400_000,
+             milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64)
+SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=4, gan_steps=8, milestones=(), d_nf=8)
+
+
+def build_esrgan(ctx: BuildContext) -> tuple[SRGANModule, TrainPlan]:
+    cfg = PAPER if ctx.profile == "paper" else SMOKE
+    net = RRDBNet(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["nb"], cfg["gc"], ctx.scale)
+    disc = VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"])
+    per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir,
+                         allow_random=ctx.profile == "smoke")
+    module = SRGANModule(net, disc, ctx.scale, per, w_pix=1e-2, w_per=1.0, w_adv=5e-3, gan="ragan",
+                         pretrain_steps=cfg["pretrain_steps"], lr=1e-4, betas=(0.9, 0.99),
+                         milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]))
+    notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
+    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
+                             patch_size=cfg["patch"], notes=notes)

@@ -1,0 +1,141 @@
+"""SR LightningModules: pixel-loss training (SRModule) and GAN training with manual optimisation
+(SRGANModule).  Every SR method is one of these wrapping its network(s), or a subclass of them."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasks.common.evaluation import EvaluatedModule
+from tasks.common.losses import PerceptualLoss, d_loss, g_loss, pixel_loss
+
+
+class SRModule(EvaluatedModule):
+    """LR -> SR network trained on a pixel loss with Adam and a step-wise MultiStepLR schedule.
+
+    A network without parameters (nearest, bicubic) is training-free: the runner only tests it.
+    """
+
+    optimizer_steps_per_batch = 1  # Lightning counts optimizer steps; the runner counts iterations
+
+    def __init__(self, net: nn.Module, scale: int, lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.999),
+                 milestones: Sequence[int] = (), gamma: float = 0.5, loss: str = "l1", weight_decay: float = 0.0):
+        super().__init__()
+        self.net, self.scale = net, scale
+        self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
+        self.pixel = pixel_loss(loss)
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.net.parameters())
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr)
+
+    def inference_net(self) -> nn.Module:
+        return self.net
+
+    def example_input(self, batch: dict) -> torch.Tensor:
+        return batch["lr"][:1]
+
+    def restore(self, batch):
+        """Mask (for the region metrics): the ROI_SIZE squares around ``batch["points"]`` (CRCH nuclei)."""
+        from tasks.common.roi import points_to_mask
+
+        lr, hr = batch["lr"], batch["hr"]
+        shown = F.interpolate(lr, scale_factor=self.scale, mode="nearest")
+        mask = points_to_mask(batch["points"], hr.shape[-2:]) if "points" in batch else None
+        return self(lr), hr, mask, shown
+
+    def training_step(self, batch, batch_idx):
+        loss = self.pixel(self(batch["lr"]), batch["hr"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        sr = self(batch["lr"]).clamp(0, 1)
+        self.log("val/l1", F.l1_loss(sr, batch["hr"]), sync_dist=True)
+
+    def _adam(self, params):
+        hp = self.hparams
+        opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        return opt, sched
+
+    def configure_optimizers(self):
+        opt, sched = self._adam(self.net.parameters())
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class SRGANModule(SRModule):
+    """Generator + discriminator with Lightning manual optimisation (one G and one D step per batch).
+
+    G loss = w_pix * pixel + w_per * perceptual + w_adv * adversarial; ``gan`` is 'vanilla', 'lsgan'
+    or 'ragan' (ESRGAN's relativistic average).  The first ``pretrain_steps`` steps train G on the
+    pixel loss alone: the PSNR-oriented initialisation ESRGAN/SRGAN start the GAN phase from.
+    """
+
+    def __init__(self, net: nn.Module, discriminator: nn.Module, scale: int, perceptual: PerceptualLoss | None,
+                 w_pix: float = 1e-2, w_per: float = 1.0, w_adv: float = 5e-3, gan: str = "ragan",
+                 pretrain_steps: int = 0, lr: float = 1e-4, lr_d: float | None = None,
+                 betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5,
+                 loss: str = "l1"):
+        super().__init__(net, scale, lr=lr, betas=betas, milestones=milestones, gamma=gamma, loss=loss)
+        self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
+        self.discriminator, self.perceptual = discriminator, perceptual
+        self.automatic_optimization = False
+
+    optimizer_steps_per_batch = 2
+
+    @property
+    def iteration(self) -> int:
+        return self.global_step // self.optimizer_steps_per_batch
+
+    def configure_optimizers(self):
+        opt_g, s_g = self._adam(self.net.parameters())
+        hp = self.hparams
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d or hp.lr, betas=tuple(hp.betas))
+        s_d = torch.optim.lr_scheduler.MultiStepLR(opt_d, milestones=list(hp.milestones), gamma=hp.gamma)
+        return [opt_g, opt_d], [s_g, s_d]
+
+    def generator_loss(self, sr, hr) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        parts = {"pix": hp.w_pix * self.pixel(sr, hr)}
+        if self.perceptual is not None and hp.w_per:
+            parts["per"] = hp.w_per * self.perceptual(sr, hr)
+        real = self.discriminator(hr).detach()
+        parts["adv"] = hp.w_adv * g_loss(real, self.discriminator(sr), hp.gan)
+        return parts
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        s_g, s_d = self.lr_schedulers()
+        lr, hr = batch["lr"], batch["hr"]
+        sr = self(lr)
+        if self.iteration < self.hparams.pretrain_steps:
+            loss = self.pixel(sr, hr)
+            opt_g.zero_grad()
+            self.manual_backward(loss)
+            opt_g.step()
+            opt_d.step()  # keeps both step counters in lock-step; D has no grads, so nothing moves
+            s_g.step()
+            s_d.step()
+            self.log("train/pix", loss, prog_bar=True)
+            return {"loss": loss.detach()}
+        self.discriminator.requires_grad_(False)
+        parts = self.generator_loss(sr, hr)
+        loss_g = sum(parts.values())
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        loss_d = d_loss(self.discriminator(hr), self.discriminator(sr.detach()), self.hparams.gan)
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+        s_g.step()
+        s_d.step()
+        self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d": loss_d}, prog_bar=True)
+        return {"loss": (loss_g + loss_d).detach()}

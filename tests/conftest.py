@@ -1,0 +1,30 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_datasets() -> Path:
+    env = os.environ.get("MIRBENCH_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data samples (../shared/datasets, or MIRBENCH_DATA). Tests read them, never copy them."""
+    root = _shared_datasets()
+    if not root.is_dir():
+        pytest.fail(f"real data samples not found at {root}: set MIRBENCH_DATA=../shared/datasets")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch, tmp_path):
+    """Every test sees MIRBENCH_DATA = the shared samples and an empty MIRBENCH_WEIGHTS."""
+    monkeypatch.setenv("MIRBENCH_DATA", str(_shared_datasets()))
+    monkeypatch.setenv("MIRBENCH_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    torch.manual_seed(0)

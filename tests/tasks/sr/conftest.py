@@ -1,0 +1,58 @@
+"""Fixtures of the SR method tests: a fixed batch of real patches and a short Lightning fit on it."""
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.specs import BuildContext
+from datamodules.sr_pairs import PairedSRDataset
+
+
+class _Repeat(Dataset):
+    """The same (already batched) dict ``n`` times: every training step sees the same real batch."""
+
+    def __init__(self, batch: dict, n: int):
+        self.batch, self.n = batch, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.batch
+
+
+@pytest.fixture
+def real_batch(shared_data):
+    """(n, patch, scale) -> a batch of n random-cropped Kather CRC-VAL-HE-7K patches (bicubic LR)."""
+    def make(n: int = 4, patch: int = 32, scale: int = 4) -> dict:
+        paths = sorted((shared_data / "kather" / "CRC-VAL-HE-7K").glob("*/*.png"))[::4][:n]
+        ds = PairedSRDataset(paths, scale, patch=patch)
+        g = torch.random.fork_rng()
+        with g:
+            torch.manual_seed(0)
+            items = [ds[i] for i in range(len(ds))]
+        return {"lr": torch.stack([it["lr"] for it in items]), "hr": torch.stack([it["hr"] for it in items])}
+    return make
+
+
+@pytest.fixture
+def fit():
+    """(module, batch, iterations, callbacks) -> the Trainer after ``iterations`` batches on CPU."""
+    def run(module: L.LightningModule, batch: dict, iterations: int, callbacks=()) -> L.Trainer:
+        steps = iterations * getattr(module, "optimizer_steps_per_batch", 1)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks))
+        trainer.fit(module, DataLoader(_Repeat(batch, iterations), batch_size=None))
+        return trainer
+    return run
+
+
+@pytest.fixture
+def smoke_ctx(tmp_path):
+    """(profile) -> the BuildContext the runner gives a method on pathimgsr_x4."""
+    def make(profile: str = "smoke") -> BuildContext:
+        return BuildContext("sr", "pathimgsr_x4", profile, 4, 3, tmp_path / "no-weights")
+    return make

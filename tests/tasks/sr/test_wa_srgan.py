@@ -1,0 +1,107 @@
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from benchmark.weights import MissingWeightsError
+from tasks.sr.registry import METHODS
+from tasks.sr.wa_srgan import (PAPER, WassersteinCritic, WideAttentionGenerator, WideResidualBlock, build_wa_srgan,
+                               gradient_penalty)
+
+
+def _count(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_paper_generator_structure():
+    """16 wide (x2) weight-normalised residual blocks, self-attention before the upsampler."""
+    g = WideAttentionGenerator(nf=64, n_blocks=PAPER["n_blocks"], widen=PAPER["widen"], scale=4)
+    blocks = [m for m in g.body if isinstance(m, WideResidualBlock)]
+    assert len(blocks) == 16
+    wide = blocks[0].body[0]
+    assert (wide.in_channels, wide.out_channels) == (64, 128)
+    assert hasattr(wide.parametrizations, "weight")  # weight normalisation, no BN anywhere
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+    assert [type(m).__name__ for m in g.children()] == ["Sequential", "Sequential", "SelfAttention2d", "Sequential"]
+    assert _count(g) == 2_734_247
+
+
+def test_generator_output_shape():
+    g = WideAttentionGenerator(nf=8, n_blocks=1, scale=4)
+    assert g(torch.rand(2, 3, 6, 5)).shape == (2, 3, 24, 20)
+
+
+def test_critic_is_size_agnostic_without_batch_norm():
+    critic = WassersteinCritic(3, 8)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
+    assert critic(torch.rand(3, 3, 32, 32)).shape == critic(torch.rand(3, 3, 48, 40)).shape == (3, 1)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """D(x) = <w, x> has grad w at every point, so the penalty is exactly (||w|| - 1)^2."""
+    w = torch.randn(1, 3, 4, 4)
+
+    class Linear(nn.Module):
+        def forward(self, x):
+            return (x * w).flatten(1).sum(1, keepdim=True)
+
+    gp = gradient_penalty(Linear(), torch.rand(5, 3, 4, 4), torch.rand(5, 3, 4, 4))
+    assert torch.allclose(gp, (w.norm() - 1) ** 2)
+
+
+def test_registry_entry():
+    spec = METHODS["wa_srgan"]
+    assert (spec.label, spec.kind, spec.table, spec.paper, spec.needs) == (
+        "WA-SRGAN", "baseline", "Table 1", "masrgan", ("vgg19",))
+
+
+def test_paper_profile_requires_vgg19(smoke_ctx):
+    with pytest.raises(MissingWeightsError):
+        build_wa_srgan(smoke_ctx("paper"))
+
+
+class _Moves(L.Callback):
+    """Records, per batch, whether the generator and the critic parameters changed."""
+
+    def __init__(self):
+        self.g, self.d = [], []
+
+    @staticmethod
+    def _snap(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()]).clone()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._before = self._snap(module.net), self._snap(module.discriminator)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        assert torch.isfinite(outputs["loss"])
+        self.g.append(not torch.equal(self._before[0], self._snap(module.net)))
+        self.d.append(not torch.equal(self._before[1], self._snap(module.discriminator)))
+
+
+def test_smoke_schedule_pretrain_then_five_critic_steps_per_generator_step(real_batch, fit, smoke_ctx):
+    module, plan = build_wa_srgan(smoke_ctx())
+    assert "random" in plan.notes
+    pre, n_critic = module.hparams.pretrain_steps, module.hparams.n_critic
+    moves = _Moves()
+    trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
+    assert trainer.global_step == 2 * plan.max_steps
+    assert moves.g[:pre] == [True] * pre and moves.d[:pre] == [False] * pre       # MSE pre-training
+    gan = range(plan.max_steps - pre)
+    assert moves.d[pre:] == [True for _ in gan]                                  # a critic step every batch
+    assert moves.g[pre:] == [i % n_critic == n_critic - 1 for i in gan]          # G after every 5th
+    assert module.optimizers()[0].optimizer.param_groups[0]["betas"] == (0.0, 0.9)
+
+
+def test_pretraining_lowers_the_mse(real_batch, fit, smoke_ctx):
+    module, plan = build_wa_srgan(smoke_ctx())
+    module.hparams.pretrain_steps, module.hparams.lr = 20, 2e-3
+    batch = real_batch(4, plan.patch_size)
+
+    def mse():
+        with torch.no_grad():
+            return nn.functional.mse_loss(module(batch["lr"]), batch["hr"]).item()
+
+    before = mse()
+    fit(module, batch, 20)
+    assert mse() < 0.5 * before
