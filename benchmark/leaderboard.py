@@ -40,7 +40,7 @@ def build_rows(records: list[ResultRecord]) -> list[dict]:
             m["pi"] = pi
         rep = reported_for(conv.get("reported_key", r.dataset.rsplit("_x", 1)[0]), r.scale, r.method)
         row = {"task": r.task, "profile": r.profile, "dataset": r.dataset, "dataset_label": conv.get("dataset_label", r.dataset),
-               "scale": r.scale, "table": r.table, "method": r.method, "label": r.label, "kind": r.kind,
+               "scale": r.scale, "paper": r.paper, "table": r.table, "method": r.method, "label": r.label, "kind": r.kind,
                "status": r.status, "error": r.error, "n_images": m.get("n_images"),
                "convention": conv.get("description"), "ma_model": conv.get("ma_model", False),
                "notes": (r.train or {}).get("notes", ""), "steps": (r.train or {}).get("steps", 0),
@@ -58,6 +58,18 @@ def build_rows(records: list[ResultRecord]) -> list[dict]:
                 row[f"delta_{k}"] = None if row.get(k) is None else row[k] - rep[k]["value"]
         rows.append(row)
     return rows
+
+
+def _table_groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """One table per (dataset, paper table); the training-free rows head every table of their dataset."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        drows = [r for r in rows if r["dataset"] == ds]
+        ref = [r for r in drows if r["kind"] == "training-free"]
+        tables = list(dict.fromkeys(r["table"] for r in drows if r["kind"] != "training-free"))
+        for t in tables or ["training-free baselines"]:
+            groups[(ds, t)] = ref + [r for r in drows if r["kind"] != "training-free" and r["table"] == t]
+    return groups
 
 
 def _fmt(v, nd) -> str:
@@ -82,12 +94,10 @@ def to_markdown(task: str, profile: str, rows: list[dict]) -> str:
     any_ma = any(r["ma_model"] for r in rows)
     out += [f"PI = ((10 − Ma) + NIQE) / 2 (PIRM 2018). "
             + ("" if any_ma else "**PI: n/a** — Ma et al.'s NRQM model was not provided (MIRBENCH_WEIGHTS/nrqm/NRQM_model.mat); NIQE is shown."), ""]
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["dataset"], r["table"]), []).append(r)
-    for (ds, table), grp in groups.items():
+    for (ds, table), grp in _table_groups(rows).items():
         first = grp[0]
-        out += [f"## {first['dataset_label']} — {table}", "",
+        papers = sorted({r["paper"] for r in grp if r["kind"] != "training-free" and r["paper"]})
+        out += [f"## {first['dataset_label']} — " + f"{' / '.join(papers)} {table}".strip(), "",
                 f"Scale x{first['scale']}; metrics: {first['convention'] or 'n/a'}; "
                 f"{first['n_images'] or '?'} test images.", ""]
         head = ["Method", "Kind"] + [h for _, h, _ in METRIC_COLS] + [h for _, h, _ in COST_COLS] + \

@@ -20,16 +20,21 @@ from rich.table import Table
 RUN_TOLERANCE = {"psnr": 0.02, "ssim": 2e-4, "niqe": 0.02, "rmse": 0.02, "psnr_region": 0.02,
                  "ssim_region": 2e-4, "ma": 0.02}
 
-# (b) training-free rows vs the papers: our test images are a sample of the papers' test sets (and
-# the papers' exact image choice is unstated), so agreement is only up to the spread of per-image
-# scores.  Tolerances come from the measured differences documented in README ("Reproducing the
-# papers' baselines"); a convention slip (full-range Y: +1.32 dB, RGB instead of Y, no border crop,
-# another resampling kernel) moves bicubic by more than these bounds on the same images.
-REPORTED_TOLERANCE = {
-    # dataset key: {metric: abs tolerance}
-    "crchisto_x4": {"psnr": 1.0, "ssim": 0.05},
-    "kather_x2": {"psnr": 2.5, "ssim": 0.05},
-    "kather_x4": {"psnr": 3.5, "ssim": 0.12},
+# (b) training-free rows vs the papers, only where our data IS the paper's data: CRCHistoPhenotypes
+# is the complete dataset (the paper's 20 test images are unstated: we test a seeded 20), and in the
+# paper profile Kather is NCT-CRC-HE-100K as SNADN uses (the smoke profile has 32 CRC-VAL-HE-7K
+# patches, another release: not comparable).  Measured differences and their causes are in README
+# ("Reproducing the papers' baselines").  A bound is set as tight as that difference allows, so a
+# convention slip shows: full-range Y lowers PSNR by 1.32 dB, RGB instead of Y by ~1 dB on CRCH.
+REPORTED_TOLERANCE: dict[tuple[str, str, str], dict[str, float]] = {
+    # (profile, dataset, method): {metric: absolute tolerance}
+    ("smoke", "crchisto_x4", "bicubic"): {"psnr": 0.75, "ssim": 0.02},
+    # the paper's nearest is 2.5 dB below ours with the same bicubic LR: its LR/upsampling for this
+    # row is unstated (see README); bounded so that a change of ours still shows
+    ("smoke", "crchisto_x4", "nearest"): {"psnr": 3.0, "ssim": 0.03},
+    ("paper", "crchisto_x4", "bicubic"): {"psnr": 0.75, "ssim": 0.02},
+    ("paper", "kather_x2", "bicubic"): {"psnr": 1.0, "ssim": 0.02},
+    ("paper", "kather_x4", "bicubic"): {"psnr": 1.0, "ssim": 0.03},
 }
 
 
@@ -91,13 +96,14 @@ def compare_runs(current: dict, baseline: dict, tol: dict[str, float] | None = N
     return out
 
 
-def compare_reported(current: dict, tol: dict[str, dict[str, float]] | None = None) -> list[Finding]:
+def compare_reported(current: dict, tol: dict[tuple[str, str, str], dict[str, float]] | None = None) -> list[Finding]:
     tol = tol or REPORTED_TOLERANCE
     out = []
     for (ds, method), r in _rows(current).items():
-        if r["kind"] != "training-free" or r["status"] != "ok" or ds not in tol:
+        bounds = tol.get((current.get("profile"), ds, method))
+        if r["kind"] != "training-free" or r["status"] != "ok" or bounds is None:
             continue
-        for metric, t in tol[ds].items():
+        for metric, t in bounds.items():
             ref = r.get(f"reported_{metric}")
             if ref is None or r.get(metric) is None:
                 continue

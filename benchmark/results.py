@@ -28,7 +28,8 @@ class ResultRecord:
     status: str                                   # "ok" | "failed"
     label: str = ""
     kind: str = ""
-    table: str = "main"
+    table: str = ""
+    paper: str = ""
     scale: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     convention: dict[str, Any] = field(default_factory=dict)

@@ -112,7 +112,8 @@ def run_one(task_name: str, ds_key: str, dspec: DatasetSpec, m_key: str, mspec: 
     trainer.test(module, datamodule=dm, verbose=False)
     train_info["test_wall_s"] = round(time.perf_counter() - t1, 2)
     rec = ResultRecord(task=task_name, dataset=ds_key, method=m_key, profile=profile_name, status="ok",
-                       label=mspec.label, kind=mspec.kind, table=mspec.table, scale=dspec.scale,
+                       label=mspec.label, kind=mspec.kind, table=mspec.table, paper=mspec.paper,
+                       scale=dspec.scale,
                        metrics=dict(module.test_results), train=train_info, per_image=module.test_per_image,
                        convention={"description": dspec.eval.describe(), **asdict(dspec.eval),
                                    "ma_model": nrqm.is_file(), "dataset_label": dspec.label,
@@ -158,7 +159,8 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
         except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the others
             mspec, dspec = task.METHODS[m], task.DATASETS[d]
             rec = ResultRecord(task=task_name, dataset=d, method=m, profile=profile, status="failed",
-                               label=mspec.label, kind=mspec.kind, table=mspec.table, scale=dspec.scale,
+                               label=mspec.label, kind=mspec.kind, table=mspec.table, paper=mspec.paper,
+                       scale=dspec.scale,
                                error=f"{type(exc).__name__}: {exc}", env=environment(devices),
                                train={"traceback": traceback.format_exc(limit=8)})
             if rank0:

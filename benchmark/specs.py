@@ -60,7 +60,7 @@ class MethodSpec:
     build: Callable[[BuildContext], tuple[L.LightningModule, TrainPlan]]
     paper: str                                   # key in leaderboards/reported.yaml
     datasets: tuple[str, ...]                    # dataset keys (task registry) it runs on
-    table: str = "main"                          # leaderboard table (e.g. "Table 2: attention")
+    table: str = "Table 1"                       # the paper's table it belongs to (e.g. "Table 2: attention")
     needs: tuple[str, ...] = ()                  # pretrained files required by the paper profile
 
     def __post_init__(self):

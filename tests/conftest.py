@@ -12,6 +12,10 @@ def _shared_datasets() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
+os.environ["MIRBENCH_DATA"] = str(_shared_datasets())  # also for module-scoped fixtures
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data samples (../shared/datasets, or MIRBENCH_DATA). Tests read them, never copy them."""

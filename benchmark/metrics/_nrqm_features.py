@@ -64,12 +64,20 @@ def _dct_matrix(n: int) -> np.ndarray:
 _C7 = _dct_matrix(7)
 _AC = np.ones((7, 7), bool)
 _AC[0, 0] = False
-_ORIENTED = [np.zeros((7, 7), bool) for _ in range(3)]  # the three oriented coefficient sets (7x7)
-for (r, c0) in ((0, 1), (1, 2), (2, 4), (3, 5)):
-    _ORIENTED[0][r, c0:] = True
-    _ORIENTED[2][c0:, r] = True
-for (r, c0, c1) in ((1, 1, 2), (2, 2, 4), (3, 2, 5), (4, 3, 7), (5, 4, 7), (6, 4, 7)):
-    _ORIENTED[1][r, c0:c1] = True
+
+
+def _oriented_masks() -> list[np.ndarray]:
+    """The coefficient sets of ``oriented{1,2,3}_dct_rho_config3.m`` for 7x7 blocks (0-based)."""
+    m = [np.zeros((7, 7), bool) for _ in range(3)]
+    for r, c0 in ((0, 1), (1, 2), (2, 4), (3, 5)):
+        m[0][r, c0:] = True  # temp(1,2:end) temp(2,3:end) temp(3,5:end) temp(4,6:end)
+        m[2][c0:, r] = True  # the transposed set
+    for r, c0, c1 in ((1, 1, 2), (2, 2, 4), (3, 2, 5), (4, 3, 7), (5, 4, 7), (6, 4, 7)):
+        m[1][r, c0:c1] = True  # temp(2,2) temp(3,3:4) temp(4,3:5) temp(5,4:end) temp(6,5:end) ...
+    return m
+
+
+_ORIENTED = _oriented_masks()
 
 
 def _dct_block_stats(im: np.ndarray, rows_per_chunk: int = 64):
@@ -280,9 +288,11 @@ def svd_features(im: np.ndarray) -> np.ndarray:
 def ma_features(y255: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``feature_all(Y)`` as ``reshape(f, 1, [])`` rows: DCT (18,), GSM (45,), SVD (75,)."""
     y255 = np.asarray(y255, dtype=np.float64)
+    if y255.ndim != 2 or min(y255.shape) < 64:
+        raise ValueError(f"Ma et al.'s features need a 2-D image of at least ~84x84, got {y255.shape}")
     pyr = gaussian_pyramid(y255 / 255.0)
     h3, w3 = pyr[2].shape  # the official code needs >= 25 5x5 blocks at the coarsest level
-    if y255.ndim != 2 or -(-h3 // 5) * -(-w3 // 5) < 25 or min(y255.shape) < 64:
+    if -(-h3 // 5) * -(-w3 // 5) < 25:
         raise ValueError(f"Ma et al.'s features need a 2-D image of at least ~84x84, got {y255.shape}")
     f1 = np.concatenate([block_dct_features(im) for im in pyr])
     f2 = global_gsm_features(y255)

@@ -41,7 +41,8 @@ class PerImageMetric(Metric):
 
     def per_image(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sorted indices, their scores).  Raises if an image was scored twice."""
-        if not self.values or (isinstance(self.values, list) and len(self.values) == 0):
+        # a list of per-batch tensors before a DDP sync, one gathered tensor after it
+        if isinstance(self.values, list) and len(self.values) == 0:
             return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.float64)
         idx = dim_zero_cat(self.index).cpu()
         val = dim_zero_cat(self.values).cpu()

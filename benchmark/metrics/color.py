@@ -20,8 +20,9 @@ def quantize_uint8(img: torch.Tensor) -> torch.Tensor:
 def rgb_to_y_bt601(img255: torch.Tensor) -> torch.Tensor:
     """MATLAB ``rgb2ycbcr`` Y channel for an (..., 3, H, W) RGB tensor on the 0..255 scale.
 
-    Returns (..., 1, H, W) on the 0..255 scale (values in 16..235), not rounded, as basicsr /
-    the PIRM code compute it (``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``).
+    Returns (..., 1, H, W) on the 0..255 scale (values in 16..235), not rounded, as basicsr computes
+    PSNR/SSIM (``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``).  MATLAB's rgb2ycbcr on uint8
+    input rounds Y; the PIRM NIQE / Ma code inherits that, and benchmark.metrics.niqe rounds there.
     """
     if img255.shape[-3] != 3:
         raise ValueError(f"rgb_to_y_bt601 expects 3 channels, got shape {tuple(img255.shape)}")

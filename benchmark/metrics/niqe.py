@@ -41,9 +41,13 @@ DEFAULT_PARAMS = Path(__file__).resolve().parent / "data" / "niqe_pris_params.np
 def _matlab_colon(start: float, step: float, stop: float) -> np.ndarray:
     """``start:step:stop`` as MATLAB builds it (from both ends, so the last element is ``stop``)."""
     n = int(round((stop - start) / step))
-    k = np.arange(n + 1, dtype=np.float64)
-    half = n // 2
-    return np.where(k <= half, start + k * step, stop - (n - k) * step)
+    k = np.arange(n // 2 + 1, dtype=np.float64)
+    out = np.empty(n + 1)
+    out[:n // 2 + 1] = start + k * step
+    out[n - np.arange(n // 2 + 1)] = stop - k * step
+    if n % 2 == 0:
+        out[n // 2] = (start + stop) / 2
+    return out
 
 
 def _nearest_in_table(table: np.ndarray, values: np.ndarray) -> np.ndarray:

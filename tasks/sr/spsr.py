@@ -29,6 +29,7 @@ ESRGAN, on the whole generator); for the first 5000 GAN iterations only the fusi
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -124,8 +125,11 @@ class SPSRModule(SRGANModule):
                  w_grad_pix: float = 1e-2, w_grad_adv: float = 5e-3, w_branch: float = 0.5,
                  pretrain_steps: int = 0, branch_init_steps: int = 5000, lr: float = 1e-4,
                  betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5):
-        super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv, gan="ragan",
-                         pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones, gamma=gamma)
+        with warnings.catch_warnings():  # the parents' save_hyperparameters see (and warn of) this module
+            warnings.filterwarnings("ignore", message=".*'grad_discriminator' is an instance of `nn.Module`")
+            super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv,
+                             gan="ragan", pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones,
+                             gamma=gamma)
         self.save_hyperparameters(ignore=["net", "discriminator", "grad_discriminator", "perceptual"])
         self.grad_discriminator = grad_discriminator
 

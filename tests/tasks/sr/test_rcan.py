@@ -18,12 +18,15 @@ def test_paper_size_parameter_count():
     assert len(net.body) == 11 and len(net.body[0].body) == 21
 
 
-def test_channel_attention_is_squeeze_excitation_with_reduction_16():
+def test_rcab_is_skip_plus_channel_gated_features():
     block = RCAB(64, 16)
-    se = block.body[-1]
-    assert (se.fc1.in_channels, se.fc1.out_channels, se.fc2.out_channels) == (64, 4, 64)
+    squeeze, excite = block.attention.gate[1], block.attention.gate[3]
+    assert (squeeze.in_channels, squeeze.out_channels, excite.out_channels) == (64, 4, 64)
     x = torch.rand(2, 64, 5, 5)
-    se.fc2.bias.data.fill_(-1e4)  # a closed gate: the block reduces to its identity skip
+    f = block.body(x)
+    gate = torch.sigmoid(excite(torch.relu(squeeze(f.mean((2, 3), keepdim=True)))))
+    assert torch.allclose(block(x), x + f * gate, atol=1e-6)
+    excite.bias.data.fill_(-1e4)  # a closed gate: the block reduces to its identity skip
     assert torch.allclose(block(x), x)
 
 

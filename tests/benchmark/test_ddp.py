@@ -1,0 +1,35 @@
+"""Two-process CPU DDP (gloo, strategy ddp) evaluates exactly like one process: no padded or
+duplicated test images, identical per-image scores and means."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(tmp_path: Path, devices: int) -> dict:
+    out = tmp_path / f"d{devices}"
+    # Lightning gives each CPU DDP rank cpu_count // world_size threads; torch's parallel reductions
+    # round differently with another thread count (1 ULP), so both runs use one thread per process
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmark", "run", "--task", "sr", "--methods", "nearest,bicubic",
+           "--datasets", "kather_x4", "--devices", str(devices), "--test-limit", "7", "--no-progress",
+           "--results-dir", str(out / "results"), "--runs-dir", str(out / "runs"), "--leaderboard-dir", str(out / "lb")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {m: json.loads((out / f"results/smoke/sr/kather_x4/{m}.json").read_text()) for m in ("nearest", "bicubic")}
+
+
+@pytest.mark.timeout(900)
+def test_two_process_ddp_metrics_equal_single_process(tmp_path):
+    one, two = _bench(tmp_path, 1), _bench(tmp_path, 2)
+    for m in ("nearest", "bicubic"):
+        assert two[m]["env"]["devices"] == 2
+        assert two[m]["metrics"]["n_images"] == one[m]["metrics"]["n_images"] == 7  # odd: padding would show
+        assert two[m]["per_image"] == one[m]["per_image"]
+        for k, v in one[m]["metrics"].items():
+            assert two[m]["metrics"][k] == v, (m, k)  # bit-identical

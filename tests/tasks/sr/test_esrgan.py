@@ -1,0 +1,104 @@
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.weights import MissingWeightsError
+from tasks.common.losses import d_loss, g_loss
+from tasks.sr.esrgan import RRDB, PAPER, RRDBNet, ResidualDenseBlock, build_esrgan
+from tasks.sr.registry import METHODS
+
+
+def _count(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_paper_size_parameter_count():
+    """23 RRDB, 64 features, growth 32, x4: 16.70 M (16,697,987, as the official RRDB_ESRGAN_x4)."""
+    net = RRDBNet(nf=PAPER["nf"], nb=PAPER["nb"], gc=PAPER["gc"], scale=4)
+    assert _count(net) == 16_697_987
+    assert len(net.body) == 23 and len(net.ups) == 2
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_output_shape(scale):
+    net = RRDBNet(nf=8, nb=1, gc=4, scale=scale)
+    assert net(torch.rand(2, 3, 5, 6)).shape == (2, 3, 5 * scale, 6 * scale)
+
+
+def test_rejects_non_power_of_two_scale():
+    with pytest.raises(ValueError):
+        RRDBNet(nf=8, nb=1, gc=4, scale=3)
+
+
+def test_residual_scaling_is_0_2():
+    """With the last conv of every RDB zeroed each RDB is the identity, so the RRDB gives x + 0.2 x."""
+    rrdb = RRDB(8, 4)
+    for rdb in rrdb.body:
+        torch.nn.init.zeros_(rdb.convs[-1].weight)
+        torch.nn.init.zeros_(rdb.convs[-1].bias)
+    x = torch.rand(1, 8, 4, 4)
+    assert torch.allclose(rrdb.body[0](x), x)
+    assert torch.allclose(rrdb(x), 1.2 * x)
+    assert isinstance(rrdb.body[0], ResidualDenseBlock)
+
+
+def test_relativistic_losses_match_esrgan_eq_1_2():
+    real, fake = torch.randn(6, 1), torch.randn(6, 1)
+    d_ra = lambda a, b: torch.sigmoid(a - b.mean())  # noqa: E731
+    ld = -(torch.log(d_ra(real, fake)).mean() + torch.log(1 - d_ra(fake, real)).mean()) / 2
+    lg = -(torch.log(1 - d_ra(real, fake)).mean() + torch.log(d_ra(fake, real)).mean()) / 2
+    assert torch.allclose(d_loss(real, fake, "ragan"), ld, atol=1e-6)
+    assert torch.allclose(g_loss(real, fake, "ragan"), lg, atol=1e-6)
+
+
+def test_registry_entry():
+    spec = METHODS["esrgan"]
+    assert (spec.label, spec.kind, spec.table, spec.paper, spec.needs) == (
+        "ESRGAN", "baseline", "Table 1", "masrgan", ("vgg19",))
+
+
+def test_paper_profile_requires_vgg19(smoke_ctx):
+    with pytest.raises(MissingWeightsError):
+        build_esrgan(smoke_ctx("paper"))
+
+
+class _Moves(L.Callback):
+    def __init__(self):
+        self.rows = []
+
+    @staticmethod
+    def _snap(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()]).clone()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._before = self._snap(module.net), self._snap(module.discriminator)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        assert torch.isfinite(outputs["loss"])
+        after = self._snap(module.net), self._snap(module.discriminator)
+        self.rows.append(tuple(not torch.equal(a, b) for a, b in zip(self._before, after)))
+
+
+def test_smoke_pretrain_then_gan(real_batch, fit, smoke_ctx):
+    module, plan = build_esrgan(smoke_ctx())
+    assert "random" in plan.notes
+    pre = module.hparams.pretrain_steps
+    moves = _Moves()
+    trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
+    assert trainer.global_step == 2 * plan.max_steps
+    assert moves.rows == [(True, False)] * pre + [(True, True)] * (plan.max_steps - pre)
+
+
+def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx):
+    module, plan = build_esrgan(smoke_ctx())
+    module.hparams.pretrain_steps, module.hparams.lr = 15, 2e-3
+    batch = real_batch(4, plan.patch_size)
+
+    def l1():
+        with torch.no_grad():
+            return F.l1_loss(module(batch["lr"]), batch["hr"]).item()
+
+    before = l1()
+    fit(module, batch, 15)
+    assert l1() < 0.7 * before
