@@ -33,6 +33,7 @@ from scipy.special import gamma as _gamma
 
 from benchmark.metrics.base import PerImageMetric
 from benchmark.metrics.color import quantize_uint8, rgb_to_y_bt601, shave
+from datamodules.imresize import imresize
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent / "data" / "niqe_pris_params.npz"
 
@@ -70,53 +71,13 @@ def _nearest_in_table(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(v), 0, idx)
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
-
-
-def _contributions(in_len: int, out_len: int, scale: float, antialias: bool):
-    """MATLAB imresize's ``contributions``: (out_len, P) weights and 0-based source indices."""
-    width = 4.0
-    if scale < 1 and antialias:
-        kernel, width = (lambda t: scale * _cubic(scale * t)), width / scale
-    else:
-        kernel = _cubic
-    u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1.0 - 1.0 / scale)
-    left = np.floor(u - width / 2.0)
-    ind = left[:, None] + np.arange(int(np.ceil(width)) + 2)[None, :]
-    w = kernel(u[:, None] - ind)
-    w = w / w.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])  # symmetric padding
-    src = mirror[np.mod(ind.astype(np.int64) - 1, 2 * in_len)]
-    keep = np.any(w != 0, axis=0)
-    return w[:, keep], src[:, keep]
-
-
 def _matlab_imresize(img: np.ndarray, scale: float | None = None,
                      out_shape: tuple[int, int] | None = None, antialias: bool = True) -> np.ndarray:
-    """MATLAB ``imresize(img, scale)`` / ``imresize(img, [h w])``, bicubic, for a 2-D float64 array.
-
-    Hand-written because no library reproduces MATLAB's antialiased bicubic resize (PIL, OpenCV,
-    scikit-image and torch differ in kernel support, antialiasing and border handling).
-    """
-    in_shape = img.shape
-    if out_shape is None:
-        scales = (float(scale), float(scale))
-        out_shape = tuple(int(np.ceil(s * n)) for s, n in zip(scales, in_shape))
-    else:
-        scales = tuple(o / n for o, n in zip(out_shape, in_shape))
-    out = np.asarray(img, dtype=np.float64)
-    for dim in sorted((0, 1), key=lambda d: scales[d]):  # MATLAB resizes the most-reduced dim first
-        w, src = _contributions(in_shape[dim], out_shape[dim], scales[dim], antialias)
-        x = out if dim == 0 else out.T
-        acc = np.zeros((w.shape[0], x.shape[1]))
-        for k in range(w.shape[1]):  # same summation order as imresizemex
-            acc += w[:, k, None] * x[src[:, k]]
-        out = acc if dim == 0 else acc.T
-    return out
+    """MATLAB ``imresize(img, scale)`` / ``imresize(img, [h w])``, bicubic, for a 2-D float64 array
+    (the project's one MATLAB resampler, datamodules.imresize, on a numpy view)."""
+    out = imresize(torch.from_numpy(np.asarray(img, dtype=np.float64)), scale=scale, size=out_shape,
+                   antialias=antialias)
+    return out.numpy()
 
 
 def _matlab_gaussian(size: int, sigma: float) -> np.ndarray:

@@ -70,9 +70,9 @@ class RRDBNet(nn.Module):
         return self.conv_last(self.act(self.conv_hr(feat)))
 
 
-PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, pretrain_steps=1_000_000, gan_steps=400_000,
+PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, pretrain_steps=1_000_000, gan_steps=400_000, lr=1e-4,
              milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64)
-SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=4, gan_steps=8, milestones=(), d_nf=8)
+SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=60, gan_steps=8, lr=1e-3, milestones=(), d_nf=8)
 
 
 def build_esrgan(ctx: BuildContext) -> tuple[SRGANModule, TrainPlan]:
@@ -82,7 +82,7 @@ def build_esrgan(ctx: BuildContext) -> tuple[SRGANModule, TrainPlan]:
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
     module = SRGANModule(net, disc, ctx.scale, per, w_pix=1e-2, w_per=1.0, w_adv=5e-3, gan="ragan",
-                         pretrain_steps=cfg["pretrain_steps"], lr=1e-4, betas=(0.9, 0.99),
+                         pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"], betas=(0.9, 0.99),
                          milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]))
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],

@@ -323,9 +323,9 @@ class IGNN(nn.Module):
         return sr[..., : h * self.scale, : w * self.scale]
 
 
-PAPER = dict(nf=256, n_blocks=32, k=5, window=30, patch=160, batch=2, steps=800_000,
+PAPER = dict(nf=256, n_blocks=32, k=5, window=30, patch=160, batch=2, steps=800_000, lr=1e-4,
              milestones=(160_000, 320_000, 480_000, 640_000))
-SMOKE = dict(nf=8, n_blocks=2, k=3, window=30, patch=64, batch=2, steps=6, milestones=())
+SMOKE = dict(nf=8, n_blocks=2, k=3, window=30, patch=64, batch=2, steps=60, lr=1e-3, milestones=())
 
 
 def build_network(ctx: BuildContext) -> IGNN:
@@ -339,7 +339,7 @@ def build_network(ctx: BuildContext) -> IGNN:
 def build_ignn(ctx: BuildContext) -> tuple[SRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
     net = build_network(ctx)
-    module = SRModule(net, ctx.scale, lr=1e-4, betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
+    module = SRModule(net, ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
                       loss="l1")
     notes = "VGG19 graph embedding randomly initialised (smoke)" if net.graph.embedding.random_init else ""
     return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"], notes=notes)

@@ -72,7 +72,7 @@ class MASRGANModule(SRGANModule):
 
 
 PAPER = dict(pretrain_steps=masrnet.PAPER["steps"], gan_steps=20_000, d_nf=64)
-SMOKE = dict(pretrain_steps=3, gan_steps=5, d_nf=8)
+SMOKE = dict(pretrain_steps=60, gan_steps=5, d_nf=8)
 
 
 def build_discriminator(kind: Discriminator, in_ch: int, nf: int, patch: int) -> nn.Module:
@@ -93,7 +93,8 @@ def build_masrgan(ctx: BuildContext, discriminator: Discriminator = "patchgan") 
                          allow_random=ctx.profile == "smoke")
     disc = build_discriminator(discriminator, ctx.in_channels, cfg["d_nf"], g_cfg["patch"])
     module = MASRGANModule(masrnet.build_network(ctx, "mix"), disc, ctx.scale, per,
-                           pretrain_steps=cfg["pretrain_steps"], halve_every=g_cfg["halve_every"])
+                           pretrain_steps=cfg["pretrain_steps"], halve_every=g_cfg["halve_every"],
+                           lr=g_cfg["lr"])
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=g_cfg["batch"],
                              patch_size=g_cfg["patch"], notes=notes)

@@ -136,9 +136,9 @@ class MASRNet(nn.Module):
 
 
 PAPER = dict(nf=64, n_rob=10, n_rmab=20, groups=4, hidden=4, spatial_kernel=7, patch=128, batch=16,
-             steps=20_000, halve_every=2_000)
+             steps=20_000, halve_every=2_000, lr=1e-4)
 SMOKE = dict(nf=8, n_rob=1, n_rmab=1, groups=2, hidden=2, spatial_kernel=3, patch=32, batch=4,
-             steps=6, halve_every=1_000)
+             steps=100, halve_every=1_000, lr=1e-3)
 
 
 def config(ctx: BuildContext) -> dict:
@@ -159,7 +159,7 @@ def halving_milestones(steps: int, every: int) -> tuple[int, ...]:
 def build_masrnet(ctx: BuildContext, attention: Attention = "mix") -> tuple[SRModule, TrainPlan]:
     """MASRNet on L1 (Sec. 4.2): Adam 1e-4, halved every 2,000 iterations, batch 16."""
     cfg = config(ctx)
-    module = SRModule(build_network(ctx, attention), ctx.scale, lr=1e-4, betas=(0.9, 0.999),
+    module = SRModule(build_network(ctx, attention), ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999),
                       milestones=halving_milestones(cfg["steps"], cfg["halve_every"]), gamma=0.5, loss="l1")
     return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"])
 

@@ -2,7 +2,8 @@
 (SRGANModule).  Every SR method is one of these wrapping its network(s), or a subclass of them."""
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,16 @@ from torch import nn
 
 from tasks.common.evaluation import EvaluatedModule
 from tasks.common.losses import PerceptualLoss, d_loss, g_loss, pixel_loss
+
+
+def _module_args(obj) -> list[str]:
+    """Names of the nn.Module arguments of every __init__ in the call chain of ``obj``: networks are
+    saved in the checkpoint's state dict, not as hyper-parameters."""
+    names, frame = [], inspect.currentframe().f_back
+    while frame is not None and frame.f_locals.get("self") is obj:
+        names += [k for k, v in frame.f_locals.items() if isinstance(v, nn.Module) and k != "self"]
+        frame = frame.f_back
+    return names
 
 
 class SRModule(EvaluatedModule):
@@ -24,7 +35,7 @@ class SRModule(EvaluatedModule):
                  milestones: Sequence[int] = (), gamma: float = 0.5, loss: str = "l1", weight_decay: float = 0.0):
         super().__init__()
         self.net, self.scale = net, scale
-        self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
+        self.save_hyperparameters(ignore=_module_args(self))
         self.pixel = pixel_loss(loss)
 
     @property
@@ -83,7 +94,7 @@ class SRGANModule(SRModule):
                  betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5,
                  loss: str = "l1"):
         super().__init__(net, scale, lr=lr, betas=betas, milestones=milestones, gamma=gamma, loss=loss)
-        self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
+        self.save_hyperparameters(ignore=_module_args(self))
         self.discriminator, self.perceptual = discriminator, perceptual
         self.automatic_optimization = False
 
@@ -110,32 +121,43 @@ class SRGANModule(SRModule):
         return parts
 
     def training_step(self, batch, batch_idx):
-        opt_g, opt_d = self.optimizers()
-        s_g, s_d = self.lr_schedulers()
         lr, hr = batch["lr"], batch["hr"]
         sr = self(lr)
         if self.iteration < self.hparams.pretrain_steps:
-            loss = self.pixel(sr, hr)
-            opt_g.zero_grad()
-            self.manual_backward(loss)
-            opt_g.step()
-            opt_d.step()  # keeps both step counters in lock-step; D has no grads, so nothing moves
-            s_g.step()
-            s_d.step()
-            self.log("train/pix", loss, prog_bar=True)
-            return {"loss": loss.detach()}
+            return self.pixel_phase_step(self.pixel(sr, hr))
+        return self.adversarial_step(lambda: self.generator_loss(sr, hr),
+                                     lambda: d_loss(self.discriminator(hr), self.discriminator(sr.detach()),
+                                                    self.hparams.gan))
+
+    def pixel_phase_step(self, loss: torch.Tensor) -> dict:
+        """One pre-training step of G on ``loss``; D's optimizer steps too (no grads: nothing moves)
+        so both step counters, hence Lightning's global_step, stay in lock-step."""
+        opt_g, opt_d = self.optimizers()
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+        opt_d.step()
+        for sched in self.lr_schedulers():
+            sched.step()
+        self.log("train/pix", loss, prog_bar=True)
+        return {"loss": loss.detach()}
+
+    def adversarial_step(self, g_parts: Callable[[], dict[str, torch.Tensor]],
+                         d_loss_fn: Callable[[], torch.Tensor]) -> dict:
+        """One G step on sum(g_parts()) with D frozen, then one D step on d_loss_fn()."""
+        opt_g, opt_d = self.optimizers()
         self.discriminator.requires_grad_(False)
-        parts = self.generator_loss(sr, hr)
+        parts = g_parts()
         loss_g = sum(parts.values())
         opt_g.zero_grad()
         self.manual_backward(loss_g)
         opt_g.step()
         self.discriminator.requires_grad_(True)
-        loss_d = d_loss(self.discriminator(hr), self.discriminator(sr.detach()), self.hparams.gan)
+        loss_d = d_loss_fn()
         opt_d.zero_grad()
         self.manual_backward(loss_d)
         opt_d.step()
-        s_g.step()
-        s_d.step()
+        for sched in self.lr_schedulers():
+            sched.step()
         self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d": loss_d}, prog_bar=True)
         return {"loss": (loss_g + loss_d).detach()}

@@ -119,41 +119,19 @@ class MultilevelGANModule(SRGANModule):
         return parts
 
     def training_step(self, batch, batch_idx):
-        opt_g, opt_d = self.optimizers()
-        s_g, s_d = self.lr_schedulers()
         outs = self.net.forward_levels(batch["lr"])
         targets = self.level_targets(batch["hr"])
         if self.iteration < self.hparams.pretrain_steps:
-            loss = sum(self.pixel(o, t) for o, t in zip(outs, targets))
-            opt_g.zero_grad()
-            self.manual_backward(loss)
-            opt_g.step()
-            opt_d.step()  # keeps both step counters in lock-step; D has no grads, so nothing moves
-            s_g.step()
-            s_d.step()
-            self.log("train/pix", loss, prog_bar=True)
-            return {"loss": loss.detach()}
-        self.discriminator.requires_grad_(False)
-        parts = self.generator_loss(outs, targets)
-        loss_g = sum(parts.values())
-        opt_g.zero_grad()
-        self.manual_backward(loss_g)
-        opt_g.step()
-        self.discriminator.requires_grad_(True)
-        loss_d = sum(d_loss(d(t), d(o.detach()), self.hparams.gan)
-                     for d, o, t in zip(self.discriminator, outs, targets))
-        opt_d.zero_grad()
-        self.manual_backward(loss_d)
-        opt_d.step()
-        s_g.step()
-        s_d.step()
-        self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d": loss_d}, prog_bar=True)
-        return {"loss": (loss_g + loss_d).detach()}
+            return self.pixel_phase_step(sum(self.pixel(o, t) for o, t in zip(outs, targets)))
+        return self.adversarial_step(
+            lambda: self.generator_loss(outs, targets),
+            lambda: sum(d_loss(d(t), d(o.detach()), self.hparams.gan)
+                        for d, o, t in zip(self.discriminator, outs, targets)))
 
 
 PAPER = dict(nf=64, n_blocks=16, d_nf=64, patch=96, batch=16, pretrain_steps=1_000_000, gan_steps=200_000,
-             milestones=(100_000,))
-SMOKE = dict(nf=8, n_blocks=1, d_nf=8, patch=32, batch=4, pretrain_steps=2, gan_steps=6, milestones=())
+             milestones=(100_000,), lr=1e-4)
+SMOKE = dict(nf=8, n_blocks=1, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=6, milestones=(), lr=1e-3)
 
 
 def build_qegan(ctx: BuildContext) -> tuple[MultilevelGANModule, TrainPlan]:
@@ -163,7 +141,7 @@ def build_qegan(ctx: BuildContext) -> tuple[MultilevelGANModule, TrainPlan]:
     discs = nn.ModuleList(SRGANDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"] >> (n - 1 - i))
                           for i in range(n))
     module = MultilevelGANModule(net, discs, ctx.scale, w_pix=1.0, w_ssim=1.0, w_adv=1e-3, gan="vanilla",
-                                 pretrain_steps=cfg["pretrain_steps"], lr=1e-4, betas=(0.9, 0.999),
+                                 pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"], betas=(0.9, 0.999),
                                  milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.1)
     return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
                              patch_size=cfg["patch"])

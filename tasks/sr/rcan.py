@@ -88,15 +88,15 @@ class RCAN(nn.Module):
         return out.div_(self.rgb_range).add_(self.mean)
 
 
-PAPER = dict(nf=64, n_groups=10, n_blocks=20, reduction=16, patch=192, batch=16, steps=1_000_000,
+PAPER = dict(nf=64, n_groups=10, n_blocks=20, reduction=16, patch=192, batch=16, steps=1_000_000, lr=1e-4,
              milestones=(200_000, 400_000, 600_000, 800_000))
-SMOKE = dict(nf=16, n_groups=2, n_blocks=2, reduction=4, patch=32, batch=4, steps=8, milestones=())
+SMOKE = dict(nf=16, n_groups=2, n_blocks=2, reduction=4, patch=32, batch=4, steps=100, lr=1e-3, milestones=())
 
 
 def build_rcan(ctx: BuildContext) -> tuple[SRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
     net = RCAN(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["n_groups"], cfg["n_blocks"], cfg["reduction"],
                ctx.scale)
-    module = SRModule(net, ctx.scale, lr=1e-4, betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
+    module = SRModule(net, ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
                       loss="l1")
     return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"])

@@ -196,9 +196,9 @@ class SPSRModule(SRGANModule):
 
 
 PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=30, pretrain_steps=esrgan.PAPER["pretrain_steps"],
-             branch_init_steps=5000, gan_steps=500_000, milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64)
-SMOKE = dict(nf=8, nb=4, gc=4, patch=32, batch=4, pretrain_steps=4, branch_init_steps=2, gan_steps=6,
-             milestones=(), d_nf=8)
+             branch_init_steps=5000, gan_steps=500_000, milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64, lr=1e-4)
+SMOKE = dict(nf=8, nb=4, gc=4, patch=32, batch=4, pretrain_steps=60, branch_init_steps=2, gan_steps=6,
+             milestones=(), d_nf=8, lr=1e-3)
 
 
 def build_spsr(ctx: BuildContext) -> tuple[SPSRModule, TrainPlan]:
@@ -207,7 +207,7 @@ def build_spsr(ctx: BuildContext) -> tuple[SPSRModule, TrainPlan]:
     disc, grad_disc = (VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"]) for _ in range(2))
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir, allow_random=ctx.profile == "smoke")
     module = SPSRModule(net, disc, grad_disc, ctx.scale, per, pretrain_steps=cfg["pretrain_steps"],
-                        branch_init_steps=cfg["branch_init_steps"], lr=1e-4, betas=(0.9, 0.999),
+                        branch_init_steps=cfg["branch_init_steps"], lr=cfg["lr"], betas=(0.9, 0.999),
                         milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.5)
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],

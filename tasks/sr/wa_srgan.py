@@ -174,9 +174,9 @@ class WGANGPSRModule(SRGANModule):
 
 
 PAPER = dict(nf=64, n_blocks=16, widen=2, d_nf=64, patch=256, batch=16, pretrain_steps=1_000_000,
-             gan_steps=1_000_000, n_critic=5, milestones=(500_000,))
-SMOKE = dict(nf=8, n_blocks=1, widen=2, d_nf=8, patch=32, batch=4, pretrain_steps=4, gan_steps=10, n_critic=5,
-             milestones=())
+             gan_steps=1_000_000, n_critic=5, milestones=(500_000,), lr=1e-4)
+SMOKE = dict(nf=8, n_blocks=1, widen=2, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=10, n_critic=5,
+             milestones=(), lr=1e-3)
 
 
 def build_wa_srgan(ctx: BuildContext) -> tuple[WGANGPSRModule, TrainPlan]:
@@ -186,7 +186,7 @@ def build_wa_srgan(ctx: BuildContext) -> tuple[WGANGPSRModule, TrainPlan]:
     per = PerceptualLoss(("relu5_4",), criterion="mse", arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
     module = WGANGPSRModule(net, critic, ctx.scale, per, w_per=1.0, w_adv=1e-3, gp_weight=10.0,
-                            n_critic=cfg["n_critic"], pretrain_steps=cfg["pretrain_steps"], lr=1e-4,
+                            n_critic=cfg["n_critic"], pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"],
                             milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.1)
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
