@@ -140,7 +140,8 @@ class RVTTModule(SRNetModule):
 
 
 PAPER = srnet.PAPER | dict(t_nf=64, rois_per_image=4, w_adv=5e-3)
-SMOKE = srnet.SMOKE | dict(t_nf=8, rois_per_image=4, w_adv=5e-3)
+# smoke: 64 px patches so that 32 px nucleus ROIs fit inside them (T2 must see pairs)
+SMOKE = srnet.SMOKE | dict(t_nf=8, rois_per_image=4, w_adv=5e-3, patch=64, steps=16)
 
 
 def _builder(with_t2: bool):
@@ -150,7 +151,7 @@ def _builder(with_t2: bool):
         t1 = PairDiscriminator(ctx.in_channels, cfg["t_nf"], input_size=cfg["patch"])
         t2 = PairDiscriminator(ctx.in_channels, cfg["t_nf"], input_size=ROI_SIZE) if with_t2 else None
         module = RVTTModule(srnet.build_generator(ctx, cfg), ctx.scale, recon, t1, t2, roi_size=ROI_SIZE,
-                            rois_per_image=cfg["rois_per_image"], w_adv=cfg["w_adv"], lr=1e-4, betas=(0.9, 0.99),
+                            rois_per_image=cfg["rois_per_image"], w_adv=cfg["w_adv"], lr=cfg["lr"], betas=(0.9, 0.99),
                             milestones=cfg["milestones"], gamma=0.5)
         return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"],
                                  notes=srnet.vgg_note(recon))

@@ -104,8 +104,8 @@ class SRNetModule(SRModule):
 
 
 PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, steps=500_000,
-             milestones=(100_000, 200_000, 300_000, 400_000), eta=1e-2, edge_weight=1.0)
-SMOKE = dict(nf=8, nb=1, gc=4, patch=64, batch=4, steps=8, milestones=(), eta=1e-2, edge_weight=1.0)
+             milestones=(100_000, 200_000, 300_000, 400_000), eta=1e-2, edge_weight=1.0, lr=1e-4)
+SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, steps=40, milestones=(), eta=1e-2, edge_weight=1.0, lr=1e-3)
 
 
 def build_generator(ctx: BuildContext, cfg: dict) -> SRNet:
@@ -126,7 +126,7 @@ def _builder(edge: bool):
     def build(ctx: BuildContext) -> tuple[SRNetModule, TrainPlan]:
         cfg = PAPER if ctx.profile == "paper" else SMOKE
         recon = build_reconstruction_loss(ctx, cfg, edge)
-        module = SRNetModule(build_generator(ctx, cfg), ctx.scale, recon, lr=1e-4, betas=(0.9, 0.99),
+        module = SRNetModule(build_generator(ctx, cfg), ctx.scale, recon, lr=cfg["lr"], betas=(0.9, 0.99),
                              milestones=cfg["milestones"], gamma=0.5)
         return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"],
                                  notes=vgg_note(recon))

@@ -33,3 +33,15 @@ def test_two_process_ddp_metrics_equal_single_process(tmp_path):
         assert two[m]["per_image"] == one[m]["per_image"]
         for k, v in one[m]["metrics"].items():
             assert two[m]["metrics"][k] == v, (m, k)  # bit-identical
+
+
+@pytest.mark.timeout(600)
+def test_two_process_ddp_training_runs_and_evaluates_every_image_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "tests/benchmark/_ddp_train.py"), str(tmp_path), "2"],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert len(line) == 1, proc.stdout  # rank 0 alone reports
+    status, steps, devices, n_images = line[0].split()[1:5]
+    assert (status, steps, devices, n_images) == ("ok", "6", "2", "10")

@@ -13,7 +13,7 @@ from datamodules.crchisto import CRCHistoSRDataModule
 from tasks.common.roi import ROI_SIZE, points_to_mask
 from tasks.sr.interpolation import build_bicubic
 from tasks.sr.registry import DATASETS
-from tasks.sr.srnet import (PAPER, SRNet, SRNetModule, ReconstructionLoss, build_srnet, build_srnet_w,
+from tasks.sr.srnet import (PAPER, SMOKE, SRNet, SRNetModule, ReconstructionLoss, build_srnet, build_srnet_w,
                             sobel_edge_loss)
 
 
@@ -74,7 +74,7 @@ def test_builders_and_a_few_steps_reduce_j_recon(tmp_path, crch_items):
         build_srnet(_ctx("paper", tmp_path))
     module, plan = build_srnet_w(_ctx("smoke", tmp_path))
     assert isinstance(module, SRNetModule) and module.recon.edge_weight == 1.0 and module.recon.eta == 1e-2
-    assert plan.notes == "VGG19 randomly initialised (smoke)" and plan.patch_size == 64
+    assert plan.notes == "VGG19 randomly initialised (smoke)" and plan.patch_size == SMOKE["patch"]
     assert PAPER["steps"] == 500_000 and PAPER["milestones"] == (100_000, 200_000, 300_000, 400_000)
     # with the edge term and the (random, smoke) VGG perceptual term, a few steps on one real batch reduce J_recon
     module.hparams.lr = 1e-3
