@@ -161,11 +161,23 @@ def pd_plot(rows: list[dict], path: Path, title: str) -> Path | None:
     return path
 
 
+def _registry_order(task: str, records: list[ResultRecord]) -> list[ResultRecord]:
+    """Datasets and methods in the order the task registry lists them (unknown ones last)."""
+    try:
+        from benchmark.registry import load_task
+        reg = load_task(task)
+        ds, ms = list(reg.DATASETS), list(reg.METHODS)
+    except (ValueError, ImportError):
+        return records
+    rank = lambda key, order: order.index(key) if key in order else len(order)  # noqa: E731
+    return sorted(records, key=lambda r: (rank(r.dataset, ds), rank(r.method, ms)))
+
+
 def write_leaderboard(task: str, profile: str, records: list[ResultRecord], out_dir: Path,
                       runs_dir: Path | None = None) -> dict[str, Path]:
     if any(r.profile != profile for r in records):
         raise ValueError("a leaderboard never mixes profiles")
-    rows = build_rows(records)
+    rows = build_rows(_registry_order(task, records))
     s = stem(task, profile)
     paths = {"md": out_dir / f"{s}.md", "csv": out_dir / f"{s}.csv", "json": out_dir / f"{s}.json"}
     atomic_write_text(paths["md"], to_markdown(task, profile, rows))
