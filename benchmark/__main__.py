@@ -78,7 +78,7 @@ def cmd_regress(args) -> int:
     if baseline is not None:
         findings += regress.compare_runs(current, baseline)
     findings += regress.compare_reported(current)
-    return 0 if regress.report(findings, Console(), show_all=args.all) else 1
+    return 0 if regress.report(findings, show_all=args.all) else 1
 
 
 def cmd_list(args) -> int:

@@ -113,16 +113,32 @@ def compare_reported(current: dict, tol: dict[tuple[str, str, str], dict[str, fl
 
 
 def report(findings: list[Finding], console: Console | None = None, show_all: bool = False) -> bool:
-    console = console or Console()
+    """Print the failures (or, with ``show_all``, every check); on success a one-line-per-group summary."""
+    console = console or Console(width=160)
     bad = [f for f in findings if not f.ok]
-    table = Table(title="regressions" if bad else "regression check: all within tolerance")
-    for col in ("against", "dataset", "method", "metric", "current", "reference", "diff", "tol", "ok"):
-        table.add_column(col)
-    for f in findings if show_all else (bad or findings):
-        diff = "–" if f.current is None or f.reference is None else f"{f.current - f.reference:+.4f}"
-        table.add_row(f.against, f.dataset, f.method, f.metric, "–" if f.current is None else f"{f.current:.4f}",
-                      "–" if f.reference is None else f"{f.reference:.4f}", diff,
-                      "–" if f.tolerance is None else f"{f.tolerance:g}", "ok" if f.ok else f"[red]FAIL[/] {f.note}")
-    console.print(table)
+    if bad or show_all:
+        table = Table(title="regressions" if bad else "regression checks")
+        for col in ("against", "dataset", "method", "metric", "current", "reference", "diff", "tol", "ok"):
+            table.add_column(col, no_wrap=True)
+        for f in (findings if show_all else bad):
+            diff = "–" if f.current is None or f.reference is None else f"{f.current - f.reference:+.4f}"
+            table.add_row(f.against, f.dataset, f.method, f.metric, "–" if f.current is None else f"{f.current:.4f}",
+                          "–" if f.reference is None else f"{f.reference:.4f}", diff,
+                          "–" if f.tolerance is None else f"{f.tolerance:g}", "ok" if f.ok else f"[red]FAIL[/] {f.note}")
+        console.print(table)
+    else:
+        table = Table(title="regression checks: all within tolerance")
+        for col in ("against", "metric", "checks", "max |diff|", "tolerance"):
+            table.add_column(col, no_wrap=True)
+        groups: dict[tuple[str, str], list[Finding]] = {}
+        for f in findings:  # runs: one line per metric; paper checks: one per row, they have their own bounds
+            label = f.metric if f.against == "committed" else f"{f.dataset}/{f.method} {f.metric}"
+            groups.setdefault((f.against, label), []).append(f)
+        for (against, metric), fs in groups.items():
+            diffs = [abs(f.current - f.reference) for f in fs if f.current is not None and f.reference is not None
+                     and not math.isinf(f.current)]
+            table.add_row(against, metric, str(len(fs)), f"{max(diffs):.2e}" if diffs else "–",
+                          f"{fs[0].tolerance:g}" if fs[0].tolerance is not None else "–")
+        console.print(table)
     console.print(f"{len(findings) - len(bad)} checks passed, {len(bad)} failed")
     return not bad
