@@ -3,10 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.weights import MissingWeightsError
 from tasks.common.losses import d_loss, g_loss
 from tasks.sr.esrgan import RRDB, PAPER, RRDBNet, ResidualDenseBlock, build_esrgan
-from tasks.sr.registry import METHODS
 
 
 def _count(m):
@@ -50,17 +48,6 @@ def test_relativistic_losses_match_esrgan_eq_1_2():
     lg = -(torch.log(1 - d_ra(real, fake)).mean() + torch.log(d_ra(fake, real)).mean()) / 2
     assert torch.allclose(d_loss(real, fake, "ragan"), ld, atol=1e-6)
     assert torch.allclose(g_loss(real, fake, "ragan"), lg, atol=1e-6)
-
-
-def test_registry_entry():
-    spec = METHODS["esrgan"]
-    assert (spec.label, spec.kind, spec.table, spec.paper, spec.needs) == (
-        "ESRGAN", "baseline", "Table 1", "masrgan", ("vgg19",))
-
-
-def test_paper_profile_requires_vgg19(smoke_ctx):
-    with pytest.raises(MissingWeightsError):
-        build_esrgan(smoke_ctx("paper"))
 
 
 class _Moves(L.Callback):

@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 
 from tasks.sr.rcan import DIV2K_MEAN, RCAB, RCAN, build_rcan
-from tasks.sr.registry import METHODS
 
 
 def _count(m):
@@ -42,12 +41,6 @@ def test_mean_shift_adds_the_div2k_mean_back():
     torch.nn.init.zeros_(net.tail[-1].bias)
     out = net(torch.rand(1, 3, 4, 4))
     assert torch.allclose(out, torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1).expand_as(out))
-
-
-def test_registry_entry():
-    spec = METHODS["rcan"]
-    assert (spec.label, spec.kind, spec.table, spec.paper, spec.datasets) == (
-        "RCAN", "baseline", "Table 1", "masrgan", ("pathimgsr_x4",))
 
 
 def test_paper_plan(smoke_ctx):

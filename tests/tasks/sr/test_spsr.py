@@ -1,11 +1,8 @@
 import lightning as L
-import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.weights import MissingWeightsError
 from tasks.sr.esrgan import RRDBNet
-from tasks.sr.registry import METHODS
 from tasks.sr.spsr import SPSRNet, build_spsr, gradient_map
 
 
@@ -51,17 +48,6 @@ def test_forward_shapes():
     sr, branch = net.forward_train(torch.rand(2, 3, 6, 7))
     assert sr.shape == branch.shape == (2, 3, 24, 28)
     assert net(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
-
-
-def test_registry_entry():
-    spec = METHODS["spsr"]
-    assert (spec.label, spec.kind, spec.table, spec.paper, spec.needs) == (
-        "SPSR", "baseline", "Table 1", "masrgan", ("vgg19",))
-
-
-def test_paper_profile_requires_vgg19(smoke_ctx):
-    with pytest.raises(MissingWeightsError):
-        build_spsr(smoke_ctx("paper"))
 
 
 class _Moves(L.Callback):

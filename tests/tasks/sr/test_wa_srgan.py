@@ -1,10 +1,7 @@
 import lightning as L
-import pytest
 import torch
 from torch import nn
 
-from benchmark.weights import MissingWeightsError
-from tasks.sr.registry import METHODS
 from tasks.sr.wa_srgan import (PAPER, WassersteinCritic, WideAttentionGenerator, WideResidualBlock, build_wa_srgan,
                                gradient_penalty)
 
@@ -47,17 +44,6 @@ def test_gradient_penalty_of_a_linear_critic():
 
     gp = gradient_penalty(Linear(), torch.rand(5, 3, 4, 4), torch.rand(5, 3, 4, 4))
     assert torch.allclose(gp, (w.norm() - 1) ** 2)
-
-
-def test_registry_entry():
-    spec = METHODS["wa_srgan"]
-    assert (spec.label, spec.kind, spec.table, spec.paper, spec.needs) == (
-        "WA-SRGAN", "baseline", "Table 1", "masrgan", ("vgg19",))
-
-
-def test_paper_profile_requires_vgg19(smoke_ctx):
-    with pytest.raises(MissingWeightsError):
-        build_wa_srgan(smoke_ctx("paper"))
 
 
 class _Moves(L.Callback):
