@@ -45,6 +45,7 @@ data: $(STAMP)
 perf: $(STAMP)
 	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[bench]"
 	$(PY) -m benchmark.perf_sr $(ARGS)
+	$(PY) -m benchmark.perf_data
 
 clean-runs:
 	rm -rf runs results
