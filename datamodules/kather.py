@@ -15,6 +15,7 @@ from datamodules.base import MissingDataError, RestorationDataModule, data_root,
 from datamodules.sr_pairs import PairedSRDataset
 
 RELEASES = ("NCT-CRC-HE-100K", "CRC-VAL-HE-7K")
+PATCH_SIZE = (224, 224)
 SOURCE = "Zenodo record 1214456 (NCT-CRC-HE-100K.zip, CRC-VAL-HE-7K.zip)"
 _EXTS = (".tif", ".tiff", ".png", ".jpg")
 
@@ -52,5 +53,6 @@ class KatherSRDataModule(RestorationDataModule):
         tr, va, te = split_indices(len(files), self.split, self.split_seed)
         te = te[: self.test_limit] if self.test_limit else te
         make = lambda idx, train: PairedSRDataset([files[i] for i in idx], self.scale,  # noqa: E731
-                                                  patch=self.patch if train else 0, augment=train)
+                                                  patch=self.patch if train else 0, augment=train,
+                                                  expect_size=PATCH_SIZE)
         self.train_set, self.val_set, self.test_set = make(tr, True), make(va, False), make(te, False)

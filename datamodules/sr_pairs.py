@@ -39,7 +39,8 @@ class PairedSRDataset(Dataset):
 
     def __init__(self, hr_paths: Sequence[Path], scale: int, lr_paths: Sequence[Path] | None = None,
                  patch: int = 0, augment: bool = False, points: Sequence[torch.Tensor] | None = None,
-                 max_points: int = 0, names: Sequence[str] | None = None):
+                 max_points: int = 0, names: Sequence[str] | None = None,
+                 expect_size: tuple[int, int] | None = None):
         if lr_paths is not None and len(lr_paths) != len(hr_paths):
             raise ValueError(f"{len(lr_paths)} LR files for {len(hr_paths)} HR files")
         if patch and patch % scale:
@@ -48,6 +49,7 @@ class PairedSRDataset(Dataset):
         self.scale, self.patch, self.augment = scale, patch, augment
         self.points, self.max_points = points, max_points
         self.names = list(names) if names else [Path(p).stem for p in self.hr_paths]
+        self.expect_size = expect_size  # (H, W) every HR image of the dataset has; None: any
 
     def __len__(self) -> int:
         return len(self.hr_paths)
@@ -55,9 +57,9 @@ class PairedSRDataset(Dataset):
     def _pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scale
         if self.lr_paths is None:
-            hr = mod_crop(read_rgb(self.hr_paths[i]), s)
+            hr = mod_crop(read_rgb(self.hr_paths[i], self.expect_size), s)
             return bicubic_lr(hr, s), hr
-        lr, hr = read_rgb(self.lr_paths[i]), read_rgb(self.hr_paths[i])
+        lr, hr = read_rgb(self.lr_paths[i]), read_rgb(self.hr_paths[i], self.expect_size)
         if (hr.shape[-2], hr.shape[-1]) != (lr.shape[-2] * s, lr.shape[-1] * s):
             raise ValueError(f"pair {self.names[i]}: HR {tuple(hr.shape[-2:])} is not x{s} of LR "
                              f"{tuple(lr.shape[-2:])}")

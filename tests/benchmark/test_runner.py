@@ -112,3 +112,25 @@ def test_paper_profile_fails_clearly_without_vgg_weights(dirs):
     rec = run_task("sr", "paper", ["esrgan"], progress=False, **dirs)[0]
     assert rec.status == "failed"
     assert "MissingWeightsError" in rec.error and "vgg19-dcbb9e9d.pth" in rec.error
+
+
+def test_corrupt_and_wrong_size_images_are_one_clear_error(dirs, monkeypatch, tmp_path, shared_data):
+    """A copy of the Kather sample layout in tmp with one undecodable and one resized patch."""
+    from PIL import Image
+    src = sorted((shared_data / "kather/CRC-VAL-HE-7K").glob("*/*.png"))
+    root = tmp_path / "data"
+    for p in src:
+        dst = root / "kather/CRC-VAL-HE-7K" / p.parent.name / p.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(p.read_bytes())
+    monkeypatch.setenv("MIRBENCH_DATA", str(root))
+    from datamodules.kather import KatherSRDataModule
+    dm = KatherSRDataModule(release="CRC-VAL-HE-7K", n_patches=None, split=(0.6, 0.1, 0.3))
+    dm.setup()
+    victim = dm.test_set.hr_paths[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated PNG
+    rec = run_task("sr", "smoke", ["bicubic"], ["kather_x4"], progress=False, **dirs)[0]
+    assert rec.status == "failed" and "CorruptImageError: cannot decode image" in rec.error and victim.name in rec.error
+    Image.open(src[0]).resize((100, 100)).save(victim)
+    rec = run_task("sr", "smoke", ["bicubic"], ["kather_x4"], progress=False, **dirs)[0]
+    assert rec.status == "failed" and "is 100x100, expected 224x224" in rec.error
