@@ -46,7 +46,8 @@ def cmd_run(args) -> int:
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        console.print(f"[red]{len(failed)} run(s) failed[/]: " + "; ".join(f"{r.method}/{r.dataset}: {r.error}" for r in failed))
+        console.print(f"[red]{len(failed)} run(s) failed[/] (errors above and in the leaderboard): "
+                      + ", ".join(f"{r.method}/{r.dataset} ({(r.error or '').split(':')[0]})" for r in failed))
     return 1 if failed and args.strict else 0
 
 

@@ -23,7 +23,7 @@ class ProfileSettings:
 PROFILES = {
     "smoke": ProfileSettings("smoke", test_limit=20, num_workers=0, allow_random_vgg=True, log_every_n_steps=1,
                            ckpt_every_n_steps=2),
-    "paper": ProfileSettings("paper", test_limit=None, num_workers=8, allow_random_vgg=False, log_every_n_steps=50,
+    "paper": ProfileSettings("paper", test_limit=None, num_workers=min(8, os.cpu_count() or 1), allow_random_vgg=False, log_every_n_steps=50,
                            ckpt_every_n_steps=2000),
 }
 
