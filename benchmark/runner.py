@@ -152,9 +152,11 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
         try:
             rec = run_one(task_name, d, task.DATASETS[d], m, task.METHODS[m], profile, devices, logger,
                           runs_dir, force, seed, progress)
-        except (KeyboardInterrupt, RunInterrupted) as exc:
+        except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C during fit into exit(1)
             if rank0:
-                console.print(f"[yellow]interrupted[/]: {exc or 'KeyboardInterrupt'}; results written so far are kept")
+                console.print(f"[yellow]interrupted[/] during {m} on {d}: results written so far are kept; "
+                              f"rerun the same command to resume from {runs_dir / profile / task_name / d / m}"
+                              "/checkpoints/last.ckpt")
             raise
         except Exception as exc:  # noqa: BLE001 -- one failing method must not stop the others
             mspec, dspec = task.METHODS[m], task.DATASETS[d]
