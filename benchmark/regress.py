@@ -82,7 +82,8 @@ def compare_runs(current: dict, baseline: dict, tol: dict[str, float] | None = N
             continue
         c = cur.get(key)
         if c is None:
-            out.append(Finding(*key, "-", None, None, None, "committed", False, "row missing"))
+            out.append(Finding(*key, "-", None, None, None, "committed", False,
+                               "row missing (not run yet? `make bench` without METHODS runs every method)"))
             continue
         if c["status"] != "ok":
             out.append(Finding(*key, "-", None, None, None, "committed", False, f"now failing: {c.get('error')}"))

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from datamodules.base import weights_root
 
 console = Console(stderr=True)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # keep the runner's own lines readable
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # a torch deprecation inside Lightning, not ours
 
 
 class RunInterrupted(KeyboardInterrupt):
