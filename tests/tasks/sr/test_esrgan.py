@@ -1,7 +1,5 @@
-import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tasks.common.losses import d_loss, g_loss
 from tasks.sr.esrgan import RRDB, PAPER, RRDBNet, ResidualDenseBlock, build_esrgan
@@ -50,42 +48,20 @@ def test_relativistic_losses_match_esrgan_eq_1_2():
     assert torch.allclose(g_loss(real, fake, "ragan"), lg, atol=1e-6)
 
 
-class _Moves(L.Callback):
-    def __init__(self):
-        self.rows = []
-
-    @staticmethod
-    def _snap(m):
-        return torch.cat([p.detach().flatten() for p in m.parameters()]).clone()
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self._before = self._snap(module.net), self._snap(module.discriminator)
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        assert torch.isfinite(outputs["loss"])
-        after = self._snap(module.net), self._snap(module.discriminator)
-        self.rows.append(tuple(not torch.equal(a, b) for a, b in zip(self._before, after)))
-
-
-def test_smoke_pretrain_then_gan(real_batch, fit, smoke_ctx):
+def test_smoke_pretrain_then_gan(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_esrgan(smoke_ctx())
     assert "random" in plan.notes
     pre = module.hparams.pretrain_steps
-    moves = _Moves()
+    moves = param_moves(lambda m: (m.net.parameters(), m.discriminator.parameters()))
     trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
     assert trainer.global_step == 2 * plan.max_steps
     assert moves.rows == [(True, False)] * pre + [(True, True)] * (plan.max_steps - pre)
 
 
-def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx):
+def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx, pixel_error):
     module, plan = build_esrgan(smoke_ctx())
     module.hparams.pretrain_steps, module.hparams.lr = 15, 2e-3
     batch = real_batch(4, plan.patch_size)
-
-    def l1():
-        with torch.no_grad():
-            return F.l1_loss(module(batch["lr"]), batch["hr"]).item()
-
-    before = l1()
+    before = pixel_error(module, batch)
     fit(module, batch, 15)
-    assert l1() < 0.7 * before
+    assert pixel_error(module, batch) < 0.7 * before

@@ -1,4 +1,3 @@
-import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -50,32 +49,18 @@ def test_forward_shapes():
     assert net(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
 
 
-class _Moves(L.Callback):
-    """Per batch: did the SR+gradient branches, the fusion block, and each discriminator change?"""
-
-    def __init__(self):
-        self.rows = []
-
-    @staticmethod
-    def _snap(module):
-        fusion = {id(p) for p in module.net.fusion.parameters()}
-        parts = ([p for p in module.net.parameters() if id(p) not in fusion], list(module.net.fusion.parameters()),
-                 list(module.discriminator.parameters()), list(module.grad_discriminator.parameters()))
-        return [torch.cat([p.detach().flatten() for p in ps]).clone() for ps in parts]
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self._before = self._snap(module)
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        assert torch.isfinite(outputs["loss"])
-        self.rows.append(tuple(not torch.equal(a, b) for a, b in zip(self._before, self._snap(module))))
+def _spsr_groups(module):
+    """(SR + gradient branches, fusion block, image D, gradient D)"""
+    fusion = {id(p) for p in module.net.fusion.parameters()}
+    return ([p for p in module.net.parameters() if id(p) not in fusion], module.net.fusion.parameters(),
+            module.discriminator.parameters(), module.grad_discriminator.parameters())
 
 
-def test_smoke_phases_pretrain_fusion_only_then_all(real_batch, fit, smoke_ctx):
+def test_smoke_phases_pretrain_fusion_only_then_all(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_spsr(smoke_ctx())
     assert "random" in plan.notes
     pre, init = module.hparams.pretrain_steps, module.hparams.branch_init_steps
-    moves = _Moves()
+    moves = param_moves(_spsr_groups)
     trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
     assert trainer.global_step == 3 * plan.max_steps
     # (branches, fusion, image D, gradient D)
@@ -84,15 +69,10 @@ def test_smoke_phases_pretrain_fusion_only_then_all(real_batch, fit, smoke_ctx):
     assert moves.rows[pre + init:] == [(True, True, True, True)] * (plan.max_steps - pre - init)
 
 
-def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx):
+def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx, pixel_error):
     module, plan = build_spsr(smoke_ctx())
     module.hparams.pretrain_steps, module.hparams.lr = 15, 2e-3
     batch = real_batch(4, plan.patch_size)
-
-    def l1():
-        with torch.no_grad():
-            return F.l1_loss(module(batch["lr"]), batch["hr"]).item()
-
-    before = l1()
+    before = pixel_error(module, batch)
     fit(module, batch, 15)
-    assert l1() < 0.7 * before
+    assert pixel_error(module, batch) < 0.7 * before

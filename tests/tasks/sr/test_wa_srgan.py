@@ -1,4 +1,3 @@
-import lightning as L
 import torch
 from torch import nn
 
@@ -46,48 +45,25 @@ def test_gradient_penalty_of_a_linear_critic():
     assert torch.allclose(gp, (w.norm() - 1) ** 2)
 
 
-class _Moves(L.Callback):
-    """Records, per batch, whether the generator and the critic parameters changed."""
-
-    def __init__(self):
-        self.g, self.d = [], []
-
-    @staticmethod
-    def _snap(m):
-        return torch.cat([p.detach().flatten() for p in m.parameters()]).clone()
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self._before = self._snap(module.net), self._snap(module.discriminator)
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        assert torch.isfinite(outputs["loss"])
-        self.g.append(not torch.equal(self._before[0], self._snap(module.net)))
-        self.d.append(not torch.equal(self._before[1], self._snap(module.discriminator)))
-
-
-def test_smoke_schedule_pretrain_then_five_critic_steps_per_generator_step(real_batch, fit, smoke_ctx):
+def test_smoke_schedule_pretrain_then_five_critic_steps_per_generator_step(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_wa_srgan(smoke_ctx())
     assert "random" in plan.notes
     pre, n_critic = module.hparams.pretrain_steps, module.hparams.n_critic
-    moves = _Moves()
+    moves = param_moves(lambda m: (m.net.parameters(), m.discriminator.parameters()))
     trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
     assert trainer.global_step == 2 * plan.max_steps
-    assert moves.g[:pre] == [True] * pre and moves.d[:pre] == [False] * pre       # MSE pre-training
+    g, d = [r[0] for r in moves.rows], [r[1] for r in moves.rows]
+    assert g[:pre] == [True] * pre and d[:pre] == [False] * pre                  # MSE pre-training
     gan = range(plan.max_steps - pre)
-    assert moves.d[pre:] == [True for _ in gan]                                  # a critic step every batch
-    assert moves.g[pre:] == [i % n_critic == n_critic - 1 for i in gan]          # G after every 5th
+    assert d[pre:] == [True for _ in gan]                                        # a critic step every batch
+    assert g[pre:] == [i % n_critic == n_critic - 1 for i in gan]                # G after every 5th
     assert module.optimizers()[0].optimizer.param_groups[0]["betas"] == (0.0, 0.9)
 
 
-def test_pretraining_lowers_the_mse(real_batch, fit, smoke_ctx):
+def test_pretraining_lowers_the_mse(real_batch, fit, smoke_ctx, pixel_error):
     module, plan = build_wa_srgan(smoke_ctx())
     module.hparams.pretrain_steps, module.hparams.lr = 20, 2e-3
     batch = real_batch(4, plan.patch_size)
-
-    def mse():
-        with torch.no_grad():
-            return nn.functional.mse_loss(module(batch["lr"]), batch["hr"]).item()
-
-    before = mse()
+    before = pixel_error(module, batch, nn.functional.mse_loss)
     fit(module, batch, 20)
-    assert mse() < 0.5 * before
+    assert pixel_error(module, batch, nn.functional.mse_loss) < 0.5 * before
