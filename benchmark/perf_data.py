@@ -80,10 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"builder:    {pairs_s:8.2f} pairs/s  ({n_pairs} pairs, 1 process)")
         ctx = BuildContext("sr", "pathimgsr_x4", args.profile, 4, 3, weights_root())
         module, plan = METHODS[args.method].build(ctx)
-        dm = PathImgSRDataModule(root, scale=4, patch=plan.patch_size, batch_size=plan.batch_size)
-        dm.setup("fit")
-        data_s, batches = loader_rate(dm.train_dataloader(), args.batches)
-        print(f"datamodule: {data_s:8.1f} samples/s (batch {plan.batch_size}, HR patch {plan.patch_size})")
+        for cache in (None, Path(tmp) / "decoded"):
+            dm = PathImgSRDataModule(root, scale=4, patch=plan.patch_size, batch_size=plan.batch_size,
+                                     decoded_cache=cache)
+            dm.setup("fit")
+            loader_rate(dm.train_dataloader(), 1 if cache is None else args.batches)  # fills the cache
+            data_s, batches = loader_rate(dm.train_dataloader(), args.batches)
+            print(f"datamodule: {data_s:8.1f} samples/s (batch {plan.batch_size}, HR patch {plan.patch_size}, "
+                  f"{'memory-mapped decoded cache' if cache else 'PNG decode per sample'})")
         train_s = training_rate(module, batches, device)
         print(f"training:   {train_s:8.1f} samples/s ({args.method}, {args.profile} size, {device})")
         print(f"data / training = {data_s / train_s:.2f}  ({'ok' if data_s > train_s else 'DATA-BOUND'})")

@@ -69,15 +69,17 @@ class PathImgSRDataModule(RestorationDataModule):
     """
 
     def __init__(self, root: Path, scale: int = 4, patch: int = 0, batch_size: int = 16, augment: bool = False,
-                 test_limit: int | None = None, n_val: int = 4, num_workers: int = 0, seed: int = 0):
+                 test_limit: int | None = None, n_val: int = 4, num_workers: int = 0, seed: int = 0,
+                 decoded_cache: Path | None = None):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.root, self.scale, self.patch, self.augment = Path(root), scale, patch, augment
+        self.decoded_cache = decoded_cache  # see PairedSRDataset: memory-mapped training crops
         self.test_limit, self.n_val = test_limit, n_val
 
     def _dataset(self, rows: list[dict], train: bool) -> PairedSRDataset:
         return PairedSRDataset([r["hr"] for r in rows], self.scale, lr_paths=[r["lr"] for r in rows],
                                patch=self.patch if train else 0, augment=train and self.augment,
-                               names=[r["name"] for r in rows])
+                               names=[r["name"] for r in rows], decoded_cache=self.decoded_cache if train else None)
 
     def setup(self, stage: str | None = None) -> None:
         rows = load_manifest(self.root)
@@ -104,7 +106,8 @@ class PathImgSRDataModule(RestorationDataModule):
         else:
             root = smoke_dataset()
         return cls(root, scale=ctx.scale or 4, patch=plan.patch_size, batch_size=plan.batch_size,
-                   test_limit=prof.test_limit, num_workers=prof.num_workers, seed=ctx.seed)
+                   test_limit=prof.test_limit, num_workers=prof.num_workers, seed=ctx.seed,
+                   decoded_cache=cache_root() / "decoded" if plan.patch_size else None)
 
 
 def cache_root() -> Path:

@@ -7,9 +7,12 @@ two differently sized images together, so the paired crop/flip/rot90 is done her
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -35,12 +38,15 @@ class PairedSRDataset(Dataset):
     ``patch``: HR training patch size (0 = whole image).  ``points``: optional per-image (N, 2)
     arrays of (x, y) HR pixel coordinates (e.g. nucleus centres) that follow the crop/flips and are
     returned padded with NaN to ``max_points`` rows under key ``points``.
+    ``decoded_cache`` (real pairs only): a folder where each image is stored once decoded (.npy) and
+    then memory-mapped, so a training crop reads only its rows instead of decoding a whole 1024x1024
+    PNG (PathImgSR at paper size: ~21 -> hundreds of samples/s per worker; costs ~3x the PNGs on disk).
     """
 
     def __init__(self, hr_paths: Sequence[Path], scale: int, lr_paths: Sequence[Path] | None = None,
                  patch: int = 0, augment: bool = False, points: Sequence[torch.Tensor] | None = None,
                  max_points: int = 0, names: Sequence[str] | None = None,
-                 expect_size: tuple[int, int] | None = None):
+                 expect_size: tuple[int, int] | None = None, decoded_cache: Path | None = None):
         if lr_paths is not None and len(lr_paths) != len(hr_paths):
             raise ValueError(f"{len(lr_paths)} LR files for {len(hr_paths)} HR files")
         if patch and patch % scale:
@@ -50,6 +56,7 @@ class PairedSRDataset(Dataset):
         self.points, self.max_points = points, max_points
         self.names = list(names) if names else [Path(p).stem for p in self.hr_paths]
         self.expect_size = expect_size  # (H, W) every HR image of the dataset has; None: any
+        self.decoded_cache = Path(decoded_cache) if decoded_cache and lr_paths else None
 
     def __len__(self) -> int:
         return len(self.hr_paths)
@@ -59,7 +66,10 @@ class PairedSRDataset(Dataset):
         if self.lr_paths is None:
             hr = mod_crop(read_rgb(self.hr_paths[i], self.expect_size), s)
             return bicubic_lr(hr, s), hr
-        lr, hr = read_rgb(self.lr_paths[i]), read_rgb(self.hr_paths[i], self.expect_size)
+        if self.decoded_cache is not None:
+            lr, hr = self._decoded(self.lr_paths[i]), self._decoded(self.hr_paths[i], self.expect_size)
+        else:
+            lr, hr = read_rgb(self.lr_paths[i]), read_rgb(self.hr_paths[i], self.expect_size)
         if (hr.shape[-2], hr.shape[-1]) != (lr.shape[-2] * s, lr.shape[-1] * s):
             raise ValueError(f"pair {self.names[i]}: HR {tuple(hr.shape[-2:])} is not x{s} of LR "
                              f"{tuple(lr.shape[-2:])}")
@@ -72,10 +82,26 @@ class PairedSRDataset(Dataset):
             lr, hr, pts = self._random_crop(lr, hr, pts)
         if self.augment:
             lr, hr, pts = self._random_flip_rot(lr, hr, pts)
+        if lr.dtype == torch.uint8:  # memory-mapped crops: only now are their pixels read
+            lr, hr = lr.float().div_(255.0), hr.float().div_(255.0)
         out = {"lr": lr.contiguous(), "hr": hr.contiguous(), "index": i, "name": self.names[i]}
         if pts is not None:
             out["points"] = _pad_points(pts, self.max_points)
         return out
+
+    def _decoded(self, path: Path, expect_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(3, H, W) uint8 view of the image's decoded copy in ``decoded_cache`` (made on first use)."""
+        st = Path(path).stat()
+        key = hashlib.sha1(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:20]
+        npy = self.decoded_cache / f"{key}.npy"
+        if not npy.is_file():
+            arr = (read_rgb(path, expect_size) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            npy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = npy.with_name(f".{npy.name}.{os.getpid()}.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, npy)
+        arr = np.load(npy, mmap_mode="c")  # copy-on-write: writable for torch, never written back
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
     def _random_crop(self, lr, hr, pts):
         s, lp = self.scale, self.patch // self.scale
