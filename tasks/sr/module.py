@@ -11,6 +11,7 @@ from torch import nn
 
 from tasks.common.evaluation import EvaluatedModule
 from tasks.common.losses import PerceptualLoss, d_loss, g_loss, pixel_loss
+from tasks.common.roi import points_to_mask
 
 
 def _module_args(obj) -> list[str]:
@@ -53,8 +54,6 @@ class SRModule(EvaluatedModule):
 
     def restore(self, batch):
         """Mask (for the region metrics): the ROI_SIZE squares around ``batch["points"]`` (CRCH nuclei)."""
-        from tasks.common.roi import points_to_mask
-
         lr, hr = batch["lr"], batch["hr"]
         shown = F.interpolate(lr, scale_factor=self.scale, mode="nearest")
         mask = points_to_mask(batch["points"], hr.shape[-2:]) if "points" in batch else None
