@@ -85,7 +85,11 @@ def cmd_regress(args) -> int:
 def cmd_list(args) -> int:
     from benchmark.registry import TASKS, load_task
     for name in [args.task] if args.task else TASKS:
-        task = load_task(name)
+        try:
+            task = load_task(name)
+        except ImportError as exc:  # a broken task must not hide the others
+            print(f"{name}: cannot be loaded ({exc})")
+            continue
         print(f"{name}:")
         for d, spec in task.DATASETS.items():
             print(f"  dataset {d:14s} {spec.label}")

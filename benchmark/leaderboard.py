@@ -20,6 +20,15 @@ COST_COLS = [("params_m", "Params (M)", 3), ("flops_g", "FLOPs (G)", 2), ("laten
 COMPARED = ("psnr", "ssim", "pi", "rmse", "psnr_region", "ssim_region")
 
 
+def metric_cols(task: str) -> list[tuple[str, str, int]]:
+    """The task registry's ``METRIC_COLS`` (key, header, decimals) where it sets one, else the SR set."""
+    try:
+        from benchmark.registry import load_task
+        return list(getattr(load_task(task), "METRIC_COLS", METRIC_COLS))
+    except (ValueError, ImportError):
+        return METRIC_COLS
+
+
 def stem(task: str, profile: str) -> str:
     return task if profile == "smoke" else f"{task}.{profile}"
 
@@ -43,10 +52,11 @@ def build_rows(records: list[ResultRecord]) -> list[dict]:
                "scale": r.scale, "paper": r.paper, "table": r.table, "method": r.method, "label": r.label, "kind": r.kind,
                "status": r.status, "error": r.error, "n_images": m.get("n_images"),
                "convention": conv.get("description"), "ma_model": conv.get("ma_model", False),
+               "fidelity": (r.train or {}).get("fidelity"), "protocol": (r.train or {}).get("protocol"),
                "notes": (r.train or {}).get("notes", ""), "steps": (r.train or {}).get("steps", 0),
                "wall_s": (r.train or {}).get("total_wall_s"), "commit": (r.env or {}).get("commit"),
                "hardware": (r.env or {}).get("hardware"), "devices": (r.env or {}).get("devices")}
-        for k, _, _ in METRIC_COLS:
+        for k, _, _ in metric_cols(r.task):
             row[k] = m.get(k)
         for k, _, _ in COST_COLS:
             row[k] = (r.efficiency or {}).get(k)
@@ -100,14 +110,15 @@ def to_markdown(task: str, profile: str, rows: list[dict]) -> str:
         out += [f"## {first['dataset_label']} — " + f"{' / '.join(papers)} {table}".strip(), "",
                 f"Scale x{first['scale']}; metrics: {first['convention'] or 'n/a'}; "
                 f"{first['n_images'] or '?'} test images.", ""]
-        head = ["Method", "Kind"] + [h for _, h, _ in METRIC_COLS] + [h for _, h, _ in COST_COLS] + \
+        cols = metric_cols(task)
+        head = ["Method", "Kind"] + [h for _, h, _ in cols] + [h for _, h, _ in COST_COLS] + \
                ["Paper PSNR", "Δ PSNR", "Paper SSIM", "Δ SSIM", "Paper PI", "Notes"]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in grp:
             if r["status"] != "ok":
                 cells = [r["label"], r["kind"]] + ["–"] * (len(head) - 3) + [f"**failed**: {r['error']}"]
             else:
-                cells = [r["label"], r["kind"]] + [_fmt(r[k], nd) for k, _, nd in METRIC_COLS] + \
+                cells = [r["label"], r["kind"]] + [_fmt(r.get(k), nd) for k, _, nd in cols] + \
                         [_fmt(r[k], nd) for k, _, nd in COST_COLS] + \
                         [_fmt(r.get("reported_psnr"), 2), _signed(r.get("delta_psnr"), 2),
                          _fmt(r.get("reported_ssim"), 3), _signed(r.get("delta_ssim"), 3),

@@ -9,8 +9,9 @@ from types import ModuleType
 
 TASKS: dict[str, str] = {
     "sr": "tasks.sr.registry",
-    # "inpaint": "tasks.inpaint.registry", "dualsr": "tasks.dualsr.registry",
-    # "interp": "tasks.interp.registry"  -- added by their issues
+    "inpaint": "tasks.inpaint.registry",
+    "dualsr": "tasks.dualsr.registry",
+    "interp": "tasks.interp.registry",
 }
 
 

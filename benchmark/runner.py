@@ -98,7 +98,8 @@ def run_one(task_name: str, ds_key: str, dspec: DatasetSpec, m_key: str, mspec: 
                                          every_n_train_steps=(plan.ckpt_every_n_steps or profile.ckpt_every_n_steps) * spb))
     trainer = _trainer(run_dir, devices, logger, plan.max_steps * spb, plan, profile, progress, callbacks)
     train_info = {"max_steps": plan.max_steps, "batch_size": plan.batch_size, "patch_size": plan.patch_size,
-                  "notes": plan.notes, "resumed_from": None}
+                  "notes": plan.notes, "resumed_from": None, "fidelity": mspec.fidelity,
+                  "fidelity_note": mspec.fidelity_note, "protocol": mspec.protocol}
     if plan.max_steps > 0:
         last = ckpt_dir / "last.ckpt"
         train_info["resumed_from"] = str(last) if last.is_file() else None

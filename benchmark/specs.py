@@ -9,6 +9,9 @@ import lightning as L
 
 Profile = Literal["smoke", "paper"]
 KINDS = ("proposed", "baseline", "training-free", "ablation")
+# how faithful a row is to its source: from its paper / official code; rebuilt from a description
+# (e.g. an abstract) without code; its idea hosted inside another network; changed to fit the task's data
+FIDELITIES = ("faithful", "reconstructed", "hosted", "adapted")
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,16 @@ class MethodSpec:
     datasets: tuple[str, ...]                    # dataset keys (task registry) it runs on
     table: str = "Table 1"                       # the paper's table it belongs to (e.g. "Table 2: attention")
     needs: tuple[str, ...] = ()                  # pretrained files required by the paper profile
+    fidelity: str = "faithful"                   # one of FIDELITIES, shown in the leaderboard notes
+    fidelity_note: str = ""                      # what is reconstructed / hosted / adapted, in a few words
+    protocol: str = "table"                      # "table": the paper table's one training protocol;
+                                                 # anything else (e.g. "own recipe") is a labelled variant
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r} not in {KINDS}")
+        if self.fidelity not in FIDELITIES:
+            raise ValueError(f"fidelity {self.fidelity!r} not in {FIDELITIES}")
 
 
 @dataclass(frozen=True)
@@ -78,3 +87,6 @@ class DatasetSpec:
     eval: EvalConvention = field(default_factory=EvalConvention)
     scale: int | None = None
     in_channels: int = 3
+    # a batch of the paper profile's shapes for `run --dry-run` where the full dataset is absent:
+    # (ctx, plan, batch_size) -> the dict a training batch of the DataModule would be
+    example_batch: Callable[["BuildContext", TrainPlan, int], dict] | None = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tasks.common.evaluation import EvaluatedModule
+from tasks.common.gan import ManualGANSteps
 from tasks.common.losses import PerceptualLoss, d_loss, g_loss, pixel_loss
 from tasks.common.roi import points_to_mask
 
@@ -79,7 +80,7 @@ class SRModule(EvaluatedModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class SRGANModule(SRModule):
+class SRGANModule(ManualGANSteps, SRModule):
     """Generator + discriminator with Lightning manual optimisation (one G and one D step per batch).
 
     G loss = w_pix * pixel + w_per * perceptual + w_adv * adversarial; ``gan`` is 'vanilla', 'lsgan'
@@ -96,12 +97,6 @@ class SRGANModule(SRModule):
         self.save_hyperparameters(ignore=_module_args(self))
         self.discriminator, self.perceptual = discriminator, perceptual
         self.automatic_optimization = False
-
-    optimizer_steps_per_batch = 2
-
-    @property
-    def iteration(self) -> int:
-        return self.global_step // self.optimizer_steps_per_batch
 
     def configure_optimizers(self):
         opt_g, s_g = self._adam(self.net.parameters())
@@ -127,36 +122,3 @@ class SRGANModule(SRModule):
         return self.adversarial_step(lambda: self.generator_loss(sr, hr),
                                      lambda: d_loss(self.discriminator(hr), self.discriminator(sr.detach()),
                                                     self.hparams.gan))
-
-    def pixel_phase_step(self, loss: torch.Tensor) -> dict:
-        """One pre-training step of G on ``loss``; D's optimizer steps too (no grads: nothing moves)
-        so both step counters, hence Lightning's global_step, stay in lock-step."""
-        opt_g, opt_d = self.optimizers()
-        opt_g.zero_grad()
-        self.manual_backward(loss)
-        opt_g.step()
-        opt_d.step()
-        for sched in self.lr_schedulers():
-            sched.step()
-        self.log("train/pix", loss, prog_bar=True)
-        return {"loss": loss.detach()}
-
-    def adversarial_step(self, g_parts: Callable[[], dict[str, torch.Tensor]],
-                         d_loss_fn: Callable[[], torch.Tensor]) -> dict:
-        """One G step on sum(g_parts()) with D frozen, then one D step on d_loss_fn()."""
-        opt_g, opt_d = self.optimizers()
-        self.discriminator.requires_grad_(False)
-        parts = g_parts()
-        loss_g = sum(parts.values())
-        opt_g.zero_grad()
-        self.manual_backward(loss_g)
-        opt_g.step()
-        self.discriminator.requires_grad_(True)
-        loss_d = d_loss_fn()
-        opt_d.zero_grad()
-        self.manual_backward(loss_d)
-        opt_d.step()
-        for sched in self.lr_schedulers():
-            sched.step()
-        self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d": loss_d}, prog_bar=True)
-        return {"loss": (loss_g + loss_d).detach()}
