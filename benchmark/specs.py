@@ -52,6 +52,7 @@ class BuildContext:
     in_channels: int
     weights_dir: Path
     seed: int = 0
+    init_checkpoint: Path | None = None          # final checkpoint of MethodSpec.init_from (set by the runner)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class MethodSpec:
     fidelity_note: str = ""                      # what is reconstructed / hosted / adapted, in a few words
     protocol: str = "table"                      # "table": the paper table's one training protocol;
                                                  # anything else (e.g. "own recipe") is a labelled variant
+    init_from: str | None = None                 # method key (same task and dataset) whose final trained network
+                                                 # initialises this one: the runner trains it first and passes
+                                                 # its final checkpoint as ctx.init_checkpoint
+    same_as: str | None = None                   # the same configuration as another method: not trained again;
+                                                 # the leaderboard shows that run under this row's label/table
 
     def __post_init__(self):
         if self.kind not in KINDS:
