@@ -44,8 +44,8 @@ data: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[bench]"
-	$(PY) -m benchmark.perf_sr $(ARGS)
-	$(PY) -m benchmark.perf_data
+	$(PY) -m benchmark.perf.sr $(ARGS)
+	$(PY) -m benchmark.perf.data
 
 clean-runs:
 	rm -rf runs results

@@ -1,7 +1,7 @@
 """Is the data pipeline fast enough?  PathImgSR builder pairs/s, DataModule samples/s and the training
 step rate of a method on the same batches, side by side.
 
-    python -m benchmark.perf_data [--method rcan] [--profile smoke|paper] [--batches 20] [--paper-sizes]
+    python -m benchmark.perf.data [--method rcan] [--profile smoke|paper] [--batches 20] [--paper-sizes]
 
 1. Builder: the smoke PathImgSR (or, with ``--paper-sizes``, the paper's 256 -> 1024 pairs in a 1050
    window, a few per slide) built from the shared real slides into a fresh temporary folder.
@@ -67,7 +67,7 @@ def training_rate(module: L.LightningModule, batches: list[dict], device: torch.
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf_data", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmark.perf.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="rcan")
     p.add_argument("--profile", default="smoke", choices=["smoke", "paper"])

@@ -1,6 +1,6 @@
 """Forward+backward speed of our RCAN and RRDBNet (ESRGAN) against spandrel's, side by side.
 
-    python -m benchmark.perf_sr [--device cpu|cuda] [--size 24] [--batch 2] [--repeats 10]
+    python -m benchmark.perf.sr [--device cpu|cuda] [--size 24] [--batch 2] [--repeats 10]
 
 Both libraries' networks are built at the papers' settings (RCAN: 10 groups x 20 RCAB, 64 features,
 reduction 16; RRDBNet: 23 RRDB, 64 features, growth 32; x4), ours' weights are copied into theirs
@@ -31,7 +31,7 @@ def _spandrel():
         from spandrel.architectures.ESRGAN import ESRGAN
         from spandrel.architectures.RCAN import RCAN as SpandrelRCAN
     except ImportError as exc:
-        raise SystemExit(f"benchmark.perf_sr needs spandrel (the 'bench' extra: pip install spandrel): {exc}")
+        raise SystemExit(f"benchmark.perf.sr needs spandrel (the 'bench' extra: pip install spandrel): {exc}")
     return SpandrelRCAN, ESRGAN
 
 
@@ -94,7 +94,7 @@ def bench(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, scale: int, warmu
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.perf.sr", description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", type=int, default=None, help="LR input side (default 64 on GPU, 24 on CPU)")
     ap.add_argument("--batch", type=int, default=None, help="batch (default 16 on GPU, 2 on CPU)")

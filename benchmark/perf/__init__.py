@@ -1,0 +1,2 @@
+"""Speed and cost scripts (one module per task or subject).  The one place under benchmark/ that may import
+tasks and datamodules freely: ``python -m benchmark.perf.<name>``."""
