@@ -1,7 +1,8 @@
 """mirbench command line: run / leaderboard / regress / list.
 
   python -m benchmark run --task sr --profile smoke [--methods a,b] [--datasets d] [--devices N]
-                          [--logger csv|wandb] [--force]
+                          [--logger csv|wandb] [--force] [--keep-going]
+  python -m benchmark run --task sr --profile paper --dry-run [--methods a,b]
   python -m benchmark leaderboard --task sr --profile smoke
   python -m benchmark regress --task sr [--current leaderboards/sr.json] [--baseline FILE]
   python -m benchmark list [--task sr]
@@ -28,34 +29,66 @@ def _paths(args) -> tuple[Path, Path, Path]:
             Path(args.leaderboard_dir or os.environ.get("MIRBENCH_LEADERBOARDS", "leaderboards")))
 
 
+def _summary(task: str, records) -> None:
+    from rich.table import Table
+
+    from benchmark.leaderboard import metric_cols
+    cols = metric_cols(task)[:2]
+    table = Table(title=f"{task}: this run")
+    for c in ["method", "dataset", "status"] + [h for _, h, _ in cols] + ["time (s)"]:
+        table.add_column(c, no_wrap=True)
+    for r in records:
+        vals = [("–" if r.metrics.get(k) is None else f"{r.metrics[k]:.{nd}f}") for k, _, nd in cols]
+        status = "ok" if r.status == "ok" else f"[red]{(r.error or 'failed').split(':')[0]}[/]"
+        table.add_row(r.method, r.dataset, status, *vals, f"{r.train.get('total_wall_s', 0):.1f}")
+    console.print(table)
+
+
 def cmd_run(args) -> int:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import existing, write_leaderboard
     from benchmark.results import ResultStore
     from benchmark.runner import run_task
     results, runs, boards = _paths(args)
     if args.test_limit:
         os.environ["MIRBENCH_TEST_LIMIT"] = str(args.test_limit)  # inherited by DDP ranks
+    if args.dry_run:
+        from benchmark.dryrun import dry_run
+        if args.profile != "paper":
+            raise ValueError("--dry-run plans a paper run: use it with --profile paper")
+        rows, path = dry_run(args.task, _csv(args.methods), _csv(args.datasets), boards, args.seed,
+                             command="python -m benchmark " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+        print(path.read_text())
+        console.print(f"wrote {path}")
+        failed = [r for r in rows if r.get("error")]
+        for r in failed:
+            console.print(f"[red]failed[/]: {r['method']} on {r['dataset']}: {r['error']}")
+        return 1 if failed and not args.keep_going else 0
     records = run_task(args.task, args.profile, _csv(args.methods), _csv(args.datasets), args.devices,
                        args.logger, args.force, results, runs, args.seed, progress=not args.no_progress)
     if rank_zero_only.rank != 0:
         return 0
     paths = write_leaderboard(args.task, args.profile, ResultStore(results).load(args.profile, args.task),
-                              boards, runs)
+                              boards, runs, previous=existing(boards, args.task, args.profile))
+    if records:
+        _summary(args.task, records)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        console.print(f"[red]{len(failed)} run(s) failed[/] (errors above and in the leaderboard): "
+        console.print(f"[red]{len(failed)} run(s) failed[/] (errors above; earlier ok results are kept): "
                       + ", ".join(f"{r.method}/{r.dataset} ({(r.error or '').split(':')[0]})" for r in failed))
-    return 1 if failed and args.strict else 0
+        if args.keep_going:
+            console.print("--keep-going: exit status 0 despite the failures")
+    return 1 if failed and not args.keep_going else 0
 
 
 def cmd_leaderboard(args) -> int:
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import existing, write_leaderboard
     from benchmark.results import ResultStore
     results, runs, boards = _paths(args)
-    paths = write_leaderboard(args.task, args.profile, ResultStore(results).load(args.profile, args.task), boards, runs)
+    paths = write_leaderboard(args.task, args.profile, ResultStore(results).load(args.profile, args.task), boards, runs,
+                              previous=existing(boards, args.task, args.profile))
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -116,10 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--datasets", help="comma-separated dataset keys (default: all)")
     r.add_argument("--devices", type=int, default=1, help="N > 1: Lightning DDP")
     r.add_argument("--logger", default="csv", choices=["csv", "wandb"])
-    r.add_argument("--force", action="store_true", help="rerun methods that already have a result")
+    r.add_argument("--force", action="store_true",
+                   help="rerun methods that already have a result (their result and checkpoints are kept until the "
+                        "rerun succeeds)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-limit", type=int, help="evaluate on the first N test images only (recorded)")
-    r.add_argument("--strict", action="store_true", help="exit 1 if any method failed")
+    r.add_argument("--keep-going", action="store_true", help="exit 0 even if some runs failed (default: exit 1)")
+    r.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    r.add_argument("--dry-run", action="store_true",
+                   help="with --profile paper: build each paper-size method, run 2 iterations and one test image, "
+                        "write leaderboards/<task>.dryrun.md (params, FLOPs, s/iter, memory, GPU-hour estimate)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
     lb = sub.add_parser("leaderboard", help="rebuild the leaderboard from stored results")
@@ -137,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished results are kept; rerun the same command to resume")
+    except KeyboardInterrupt:  # the runner has said how to resume (with or without --force)
+        console.print("[yellow]interrupted[/]: finished results are kept")
         return 130
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error[/]: {exc}")

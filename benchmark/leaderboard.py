@@ -40,10 +40,29 @@ def _pi(metrics: dict) -> float | None:
     return pi_from_means(metrics["ma"], metrics["niqe"])
 
 
+def _notes(r: ResultRecord) -> str:
+    t = r.train or {}
+    out = []
+    if t.get("fidelity") and t["fidelity"] != "faithful":
+        out.append(t["fidelity"] + (f": {t['fidelity_note']}" if t.get("fidelity_note") else ""))
+    if t.get("protocol") and t["protocol"] != "table":
+        out.append(f"protocol: {t['protocol']}")
+    if t.get("init_from"):
+        out.append(f"starts from trained {t['init_from']}")
+    if t.get("notes"):
+        out.append(t["notes"])
+    if t.get("resumed_at_iteration") is not None:
+        out.append(f"resumed at iteration {t['resumed_at_iteration']}")
+    if t.get("last_failure"):
+        out.append(f"a later rerun failed ({t['last_failure'].split(':')[0]}); this is the last good result")
+    return "; ".join(out)
+
+
 def build_rows(records: list[ResultRecord]) -> list[dict]:
     rows = []
     for r in records:
         conv = r.convention or {}
+        t = r.train or {}
         m = dict(r.metrics)
         if (pi := _pi(m)) is not None:
             m["pi"] = pi
@@ -52,22 +71,78 @@ def build_rows(records: list[ResultRecord]) -> list[dict]:
                "scale": r.scale, "paper": r.paper, "table": r.table, "method": r.method, "label": r.label, "kind": r.kind,
                "status": r.status, "error": r.error, "n_images": m.get("n_images"),
                "convention": conv.get("description"), "ma_model": conv.get("ma_model", False),
-               "fidelity": (r.train or {}).get("fidelity"), "protocol": (r.train or {}).get("protocol"),
-               "notes": (r.train or {}).get("notes", ""), "steps": (r.train or {}).get("steps", 0),
-               "wall_s": (r.train or {}).get("total_wall_s"), "commit": (r.env or {}).get("commit"),
-               "hardware": (r.env or {}).get("hardware"), "devices": (r.env or {}).get("devices")}
+               "fidelity": t.get("fidelity"), "fidelity_note": t.get("fidelity_note"), "protocol": t.get("protocol"),
+               "notes": _notes(r), "steps": t.get("steps", 0), "global_batch": t.get("global_batch"),
+               "resumed_at_iteration": t.get("resumed_at_iteration"), "last_failure": t.get("last_failure"),
+               "wall_s": t.get("total_wall_s"), "commit": (r.env or {}).get("commit"),
+               "hardware": (r.env or {}).get("hardware"), "cpu_isa": (r.env or {}).get("cpu_isa"),
+               "threads": (r.env or {}).get("threads"), "devices": (r.env or {}).get("devices")}
         for k, _, _ in metric_cols(r.task):
             row[k] = m.get(k)
         for k, _, _ in COST_COLS:
             row[k] = (r.efficiency or {}).get(k)
         row["cost_input"] = (r.efficiency or {}).get("input")
+        # a smoke learned row is a tiny network trained for seconds, not the paper's model: no delta
+        compare = not (r.profile == "smoke" and r.kind != "training-free")
         for k in COMPARED:
             if k in rep:
                 row[f"reported_{k}"] = rep[k]["value"]
                 row[f"reported_{k}_source"] = f"{rep[k]['paper']} {rep[k]['table']}"
-                row[f"delta_{k}"] = None if row.get(k) is None else row[k] - rep[k]["value"]
+                row[f"delta_{k}"] = None if row.get(k) is None or not compare else row[k] - rep[k]["value"]
         rows.append(row)
     return rows
+
+
+def alias_rows(task: str, rows: list[dict]) -> list[dict]:
+    """Rows of methods declared ``same_as`` another: that run's numbers under this row's label/table."""
+    try:
+        from benchmark.registry import load_task
+        methods = load_task(task).METHODS
+    except (ValueError, ImportError):
+        return []
+    out = []
+    for m, spec in methods.items():
+        if not spec.same_as:
+            continue
+        for r in rows:
+            if r["method"] == spec.same_as and r["dataset"] in spec.datasets and not r.get("same_as"):
+                ref = methods[spec.same_as].label
+                note = f"same run as {ref}" + (f"; {r['notes']}" if r["notes"] else "")
+                out.append({**r, "method": m, "label": spec.label, "kind": spec.kind, "table": spec.table,
+                            "paper": spec.paper, "same_as": spec.same_as, "notes": note})
+    return out
+
+
+def kept_rows(previous: dict | None, rows: list[dict], task: str) -> list[dict]:
+    """Rows of the existing leaderboard that have no local result: kept (marked), never dropped."""
+    if not previous or not previous.get("rows"):
+        return []
+    have = {(r["dataset"], r["method"]) for r in rows}
+    try:
+        from benchmark.registry import load_task
+        known = set(load_task(task).METHODS)
+    except (ValueError, ImportError):
+        known = None
+    out = []
+    for r in previous["rows"]:
+        if (r["dataset"], r["method"]) in have or r.get("same_as") or (known is not None and r["method"] not in known):
+            continue
+        mark = "kept from committed leaderboard" + (f" (commit {r['commit']})" if r.get("commit") else "")
+        notes = r.get("notes") or ""
+        out.append({**r, "kept": True, "notes": notes if notes.startswith("kept from") else
+                    "; ".join(x for x in (mark, notes) if x)})
+    return out
+
+
+def _sort_rows(task: str, rows: list[dict]) -> list[dict]:
+    try:
+        from benchmark.registry import load_task
+        reg = load_task(task)
+        ds, ms = list(reg.DATASETS), list(reg.METHODS)
+    except (ValueError, ImportError):
+        return rows
+    rank = lambda key, order: order.index(key) if key in order else len(order)  # noqa: E731
+    return sorted(rows, key=lambda r: (rank(r["dataset"], ds), rank(r["method"], ms)))
 
 
 def _table_groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -94,7 +169,12 @@ def _signed(v, nd) -> str:
     return "–" if v is None else f"{v:+.{nd}f}"
 
 
-def to_markdown(task: str, profile: str, rows: list[dict]) -> str:
+def _delta(r: dict, k: str, nd: int) -> str:
+    d = _signed(r.get(f"delta_{k}"), nd)
+    return d + "*" if d != "–" and r.get("fidelity") not in (None, "faithful") else d
+
+
+def to_markdown(task: str, profile: str, rows: list[dict], links: dict[str, list[tuple[str, str]]] | None = None) -> str:
     out = [f"# {task} leaderboard — `{profile}` profile", ""]
     if profile == "smoke":
         out += ["> **Smoke profile**: tiny networks trained for a few steps on the real data *samples* "
@@ -116,17 +196,26 @@ def to_markdown(task: str, profile: str, rows: list[dict]) -> str:
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in grp:
             if r["status"] != "ok":
-                cells = [r["label"], r["kind"]] + ["–"] * (len(head) - 3) + [f"**failed**: {r['error']}"]
+                cells = [r["label"], r["kind"]] + ["–"] * (len(head) - 3) + \
+                        ["; ".join(x for x in (f"**failed**: {r['error']}", r.get("notes") if r.get("kept") else "") if x)]
             else:
                 cells = [r["label"], r["kind"]] + [_fmt(r.get(k), nd) for k, _, nd in cols] + \
                         [_fmt(r[k], nd) for k, _, nd in COST_COLS] + \
-                        [_fmt(r.get("reported_psnr"), 2), _signed(r.get("delta_psnr"), 2),
-                         _fmt(r.get("reported_ssim"), 3), _signed(r.get("delta_ssim"), 3),
+                        [_fmt(r.get("reported_psnr"), 2), _delta(r, "psnr", 2),
+                         _fmt(r.get("reported_ssim"), 3), _delta(r, "ssim", 3),
                          _fmt(r.get("reported_pi"), 2), r["notes"] or ""]
             out.append("| " + " | ".join(cells) + " |")
         srcs = sorted({r[k] for r in grp for k in r if k.endswith("_source")})
         if srcs:
             out += ["", "Reported numbers: " + "; ".join(srcs) + " (leaderboards/reported.yaml)."]
+        if any(_delta(r, "psnr", 2).endswith("*") or _delta(r, "ssim", 3).endswith("*") for r in grp):
+            out += ["", "Δ\\* — the row is not faithful to its paper (reconstructed from a description, hosted in "
+                    "another network, or adapted: see Notes), so its difference from the paper's number is not a "
+                    "reproduction gap."]
+        if profile == "smoke" and any(r["kind"] != "training-free" for r in grp):
+            out += ["", "Smoke learned rows show no Δ: they are tiny networks trained for seconds, not the papers' models."]
+        if links and links.get(ds) and (ds, table) == next(k for k in _table_groups(rows) if k[0] == ds):
+            out += ["", "Plots: " + " · ".join(f"[{t}]({p})" for t, p in links[ds])]
         out.append("")
     commits = sorted({r["commit"] for r in rows if r["commit"]})
     hw = sorted({f"{r['hardware']} x{r['devices']}" for r in rows if r["hardware"]})
@@ -172,6 +261,33 @@ def pd_plot(rows: list[dict], path: Path, title: str) -> Path | None:
     return path
 
 
+def curves_plot(records: list[ResultRecord], path: Path, title: str) -> Path | None:
+    """Training loss and validation PSNR against iteration, one line per learned method."""
+    curves = [(r.label, r.train["curve"]) for r in records
+              if r.status == "ok" and (r.train or {}).get("curve", {}).get("iteration")]
+    if not curves:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    for label, c in curves:
+        a.plot(c["iteration"], c["loss"], lw=1, label=label)
+        if c.get("val_iteration"):
+            b.plot(c["val_iteration"], c["val_psnr"], marker=".", lw=1, label=label)
+    a.set(xlabel="iteration", ylabel="training loss", yscale="log", title="training loss")
+    b.set(xlabel="iteration", ylabel="PSNR (dB)", title="validation PSNR")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    b.legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _registry_order(task: str, records: list[ResultRecord]) -> list[ResultRecord]:
     """Datasets and methods in the order the task registry lists them (unknown ones last)."""
     try:
@@ -185,24 +301,52 @@ def _registry_order(task: str, records: list[ResultRecord]) -> list[ResultRecord
 
 
 def write_leaderboard(task: str, profile: str, records: list[ResultRecord], out_dir: Path,
-                      runs_dir: Path | None = None) -> dict[str, Path]:
+                      runs_dir: Path | None = None, previous: dict | None = None) -> dict[str, Path]:
+    """Write <stem>.{md,csv,json} and plots.  ``previous`` (the existing leaderboard JSON) supplies the
+    rows that have no local result: they are kept and marked, never dropped."""
     if any(r.profile != profile for r in records):
         raise ValueError("a leaderboard never mixes profiles")
-    rows = build_rows(_registry_order(task, records))
+    if previous is not None and previous.get("profile") not in (None, profile):
+        raise ValueError("a leaderboard never mixes profiles")
+    records = _registry_order(task, records)
+    rows = build_rows(records)
+    rows += kept_rows(previous, rows, task)
+    rows = _sort_rows(task, rows + alias_rows(task, rows))
     s = stem(task, profile)
     paths = {"md": out_dir / f"{s}.md", "csv": out_dir / f"{s}.csv", "json": out_dir / f"{s}.json"}
-    atomic_write_text(paths["md"], to_markdown(task, profile, rows))
-    atomic_write_text(paths["csv"], to_csv(rows))
-    atomic_write_text(paths["json"], json.dumps({"task": task, "profile": profile, "rows": rows}, indent=1,
-                                                default=float) + "\n")
+    links: dict[str, list[tuple[str, str]]] = {}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         drows = [r for r in rows if r["dataset"] == ds]
+        found = []
         p = pd_plot(drows, out_dir / "plots" / f"{s}_pd_{ds}.png", f"{task} / {ds} ({profile})")
         if p:
             paths[f"plot_{ds}"] = p
+            found.append(("perception-distortion", p))
+        c = curves_plot([r for r in records if r.dataset == ds], out_dir / "plots" / f"{s}_curves_{ds}.png",
+                        f"{task} / {ds} ({profile}): training curves")
+        if c:
+            paths[f"curves_{ds}"] = c
+            found.append(("training curves", c))
         if runs_dir is not None:
-            dirs = {r["method"]: runs_dir / profile / task / ds / r["method"] for r in drows if r["status"] == "ok"}
-            g = method_grid(dirs, out_dir / "plots" / f"{s}_samples_{ds}.png")
+            dirs = {r["method"]: runs_dir / profile / task / ds / r["method"] for r in drows
+                    if r["status"] == "ok" and not r.get("same_as") and not r.get("kept")}
+            g = method_grid(dirs, out_dir / "plots" / f"{s}_samples_{ds}.png",
+                            labels={r["method"]: r["label"] for r in drows})
             if g:
                 paths[f"samples_{ds}"] = g
+                found.append(("samples", g))
+        links[ds] = [(t, str(q.relative_to(out_dir))) for t, q in found]
+    atomic_write_text(paths["md"], to_markdown(task, profile, rows, links))
+    atomic_write_text(paths["csv"], to_csv(rows))
+    atomic_write_text(paths["json"], json.dumps({"task": task, "profile": profile, "rows": rows}, indent=1,
+                                                default=float) + "\n")
     return paths
+
+
+def existing(out_dir: Path, task: str, profile: str) -> dict | None:
+    """The leaderboard JSON already in ``out_dir`` (the committed one in a fresh clone), if any."""
+    p = Path(out_dir) / f"{stem(task, profile)}.json"
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except json.JSONDecodeError:
+        return None

@@ -1,8 +1,9 @@
 """Result records: one JSON file per (profile, task, dataset, method), written atomically.
 
 A record is the unit of resume: a method whose record has status "ok" is skipped on the next run
-(unless --force); a "failed" record keeps the error and is retried.  Files are replaced with
-os.replace, so a crash mid-write never leaves a truncated or lost result.
+(unless --force); a "failed" record keeps the error and is retried.  A failure never replaces an ok
+record: it is written beside it (``<method>.failed.json``) and shown in the leaderboard's notes.
+Files are replaced with os.replace, so a crash mid-write never leaves a truncated or lost result.
 """
 from __future__ import annotations
 
@@ -70,12 +71,32 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def onednn_version() -> str | None:
+    import re
+    m = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", torch.__config__.show())
+    return m.group(1) if m else None
+
+
 def environment(devices: int) -> dict[str, Any]:
+    """Where a result was measured: CPU kernels differ between machines (ISA, oneDNN, threads), and a
+    learned run amplifies the difference, so the regression check needs to know."""
     import lightning
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"commit": git_commit(), "hardware": gpu or (platform.processor() or platform.machine()),
-            "accelerator": "cuda" if gpu else "cpu", "devices": devices, "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "lightning": lightning.__version__, "python": platform.python_version()}
+    return {"commit": git_commit(), "hardware": gpu or cpu_model(), "cpu": cpu_model(),
+            "cpu_isa": torch.backends.cpu.get_cpu_capability(), "onednn": onednn_version(),
+            "threads": torch.get_num_threads(), "accelerator": "cuda" if gpu else "cpu", "devices": devices,
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "cuda": torch.version.cuda if gpu else None, "python": platform.python_version()}
 
 
 def now() -> str:
@@ -97,6 +118,21 @@ class ResultStore:
         atomic_write_text(p, json.dumps(asdict(rec), indent=2, sort_keys=True, default=float) + "\n")
         return p
 
+    def failure_path(self, profile: str, task: str, dataset: str, method: str) -> Path:
+        return self.path(profile, task, dataset, method).with_suffix(".failed.json")
+
+    def write_result(self, rec: ResultRecord) -> bool:
+        """Write ``rec``; a failure beside an ok record goes to the .failed.json file instead (returns
+        True then: the ok result is kept).  A success clears any earlier failure note."""
+        fail = self.failure_path(rec.profile, rec.task, rec.dataset, rec.method)
+        if rec.status != "ok" and self.is_done(rec.profile, rec.task, rec.dataset, rec.method):
+            rec.finished = rec.finished or now()
+            atomic_write_text(fail, json.dumps(asdict(rec), indent=2, sort_keys=True, default=float) + "\n")
+            return True
+        self.write(rec)
+        fail.unlink(missing_ok=True)
+        return False
+
     def read(self, profile: str, task: str, dataset: str, method: str) -> ResultRecord | None:
         p = self.path(profile, task, dataset, method)
         if not p.is_file():
@@ -109,4 +145,13 @@ class ResultStore:
 
     def load(self, profile: str, task: str) -> list[ResultRecord]:
         base = self.root / profile / task
-        return [ResultRecord(**json.loads(p.read_text())) for p in sorted(base.glob("*/*.json"))]
+        out = []
+        for p in sorted(base.glob("*/*.json")):
+            if p.name.endswith(".failed.json"):
+                continue
+            rec = ResultRecord(**json.loads(p.read_text()))
+            fail = p.with_suffix(".failed.json")
+            if fail.is_file():
+                rec.train = {**rec.train, "last_failure": json.loads(fail.read_text()).get("error")}
+            out.append(rec)
+        return out

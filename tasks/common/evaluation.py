@@ -52,6 +52,53 @@ class EvaluatedModule(L.LightningModule):
         self.test_metrics = build_metrics(conv, ma_model)
         self.test_results: dict[str, float] = {}
         self.test_samples: dict[int, tuple[torch.Tensor, ...]] = {}
+        self.test_sample_names: dict[int, str] = {}
+
+    # ---- validation: a PSNR curve for every task, from restore() -------------------------------
+    def configure_validation(self, conv: EvalConvention) -> None:
+        """Called by the runner before fit: validation logs ``val/psnr`` in the dataset's convention."""
+        self.val_psnr = PSNR(conv.space, conv.crop)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Nothing here: the PSNR is taken in :meth:`on_validation_batch_end`, so a subclass that adds
+        its own validation_step (e.g. a loss) still gets the curve."""
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if getattr(self, "val_psnr", None) is None:
+            return
+        with torch.no_grad():
+            pred, target, _, _ = self.restore(batch)
+        self.val_psnr.update(pred.clamp(0, 1), target, torch.as_tensor(batch["index"], device=pred.device))
+
+    def on_validation_epoch_end(self) -> None:
+        if getattr(self, "val_psnr", None) is None or not self.val_psnr.update_called:
+            return
+        self.log("val/psnr", float(self.val_psnr.compute()), sync_dist=False)  # compute() syncs ranks
+        self.val_psnr.reset()
+
+    # ---- checkpoints never carry frozen pretrained networks (VGG of perceptual losses) ----------
+    def frozen_pretrained_prefixes(self) -> list[str]:
+        """State-dict prefixes of frozen pretrained networks: VGGFeatures, or any submodule that sets
+        ``frozen_pretrained = True``.  They are rebuilt from MIRBENCH_WEIGHTS (or the seeded random
+        smoke VGG) when the module is built, so a checkpoint need not hold a copy."""
+        from tasks.common.losses import VGGFeatures
+        out: list[str] = []
+        for name, m in self.named_modules():
+            if name and (isinstance(m, VGGFeatures) or getattr(m, "frozen_pretrained", False)) \
+                    and not any(name.startswith(p) for p in out):
+                out.append(name + ".")
+        return out
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        prefixes = tuple(self.frozen_pretrained_prefixes())
+        if prefixes and "state_dict" in checkpoint:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefixes)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        prefixes = tuple(self.frozen_pretrained_prefixes())
+        if prefixes and "state_dict" in checkpoint:
+            own = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+            checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         pred, target, mask, shown = self.restore(batch)
@@ -62,6 +109,9 @@ class EvaluatedModule(L.LightningModule):
         for j, i in enumerate(idx.tolist()):
             if i < self.n_samples:
                 self.test_samples[i] = (shown[j].detach().cpu(), pred[j].detach().cpu(), target[j].detach().cpu())
+                names = batch.get("name")
+                if names is not None:
+                    self.test_sample_names[i] = str(names[j])
 
     def on_test_epoch_end(self) -> None:
         self.test_results = {name: float(m.compute()) for name, m in self.test_metrics.items()}

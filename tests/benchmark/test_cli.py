@@ -36,3 +36,19 @@ def test_wandb_logger_runs_offline_without_network(tmp_path):
     assert rec["status"] == "ok"
     runs = list((tmp_path / "runs/smoke/sr/kather_x4/bicubic/wandb").glob("offline-run-*"))
     assert runs, "no offline W&B run was written"
+
+
+def test_failed_runs_make_a_non_zero_exit_unless_keep_going(tmp_path):
+    args = ["run", "--task", "sr", "--methods", "bicubic", "--datasets", "kather_x4", "--no-progress",
+            "--results-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "runs"), "--leaderboard-dir",
+            str(tmp_path / "lb")]
+    proc = _cli(*args, env={"MIRBENCH_DATA": str(tmp_path / "nowhere")})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "MissingDataError" in proc.stderr and "1 run(s) failed" in proc.stderr
+    proc = _cli(*args, "--keep-going", env={"MIRBENCH_DATA": str(tmp_path / "nowhere")})
+    assert proc.returncode == 0 and "--keep-going" in proc.stderr
+
+
+def test_a_method_on_a_dataset_it_does_not_run_on_is_reported():
+    proc = _cli("run", "--task", "sr", "--methods", "rcan", "--datasets", "crchisto_x4", "--no-progress")
+    assert proc.returncode == 2 and "rcan does not run on crchisto_x4" in proc.stderr

@@ -1,26 +1,39 @@
-"""An interrupted training keeps its checkpoint and no result; the rerun resumes and finishes."""
+"""An interrupted GAN training keeps its checkpoint and no result; the rerun resumes and ends with the
+same numbers as an uninterrupted run (per-iteration seeds + replayed training batches)."""
+import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
 
-
-def _run(tmp_path, mode):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "tests/benchmark/_interrupt_run.py"), str(tmp_path), mode],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+from tests.benchmark.conftest_paths import REPO
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
-    first = _run(tmp_path, "interrupt")
+def _run(root, mode, *extra):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MIRBENCH_TEST_LIMIT": "3", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "tests/benchmark/_interrupt_run.py"), str(root), mode, "gan",
+                           *extra], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    return proc, json.loads(lines[0][len("RESULT "):]) if lines else None
+
+
+@pytest.mark.timeout(900)
+def test_interrupted_gan_resumes_to_the_uninterrupted_numbers(tmp_path):
+    first, _ = _run(tmp_path / "a", "interrupt")
     assert first.returncode != 0, first.stdout + first.stderr
-    ckpt = tmp_path / "runs/smoke/sr/kather_x4/tiny/checkpoints/last.ckpt"
-    assert ckpt.is_file()
-    assert not (tmp_path / "results/smoke/sr/kather_x4/tiny.json").exists()
-    second = _run(tmp_path, "resume")
+    ckpts = tmp_path / "a/runs/smoke/sr/kather_x4/tiny_gan/checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and (ckpts / "iter_000004.ckpt").is_file()  # readable names
+    assert "rerun the same command to resume" in first.stderr
+    assert not (tmp_path / "a/results/smoke/sr/kather_x4/tiny_gan.json").exists()
+    second, resumed = _run(tmp_path / "a", "resume")
     assert second.returncode == 0, second.stderr[-3000:]
-    line = [ln for ln in second.stdout.splitlines() if ln.startswith("RESULT")][0]
-    status, resumed, steps = line.split()[1:]
-    assert status == "ok" and resumed.endswith("last.ckpt") and steps == "8"
+    full, straight = _run(tmp_path / "b", "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert resumed["status"] == straight["status"] == "ok"
+    assert resumed["train"]["resumed_at_iteration"] == 4 and straight["train"]["resumed_from"] is None
+    assert resumed["train"]["steps"] == straight["train"]["steps"] == 8
+    assert resumed["per_image"] == straight["per_image"]
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["train"]["curve"] == straight["train"]["curve"]  # the curve survives the interruption
+    assert (ckpts / "final.ckpt").is_file()

@@ -134,3 +134,72 @@ def test_corrupt_and_wrong_size_images_are_one_clear_error(dirs, monkeypatch, tm
     Image.open(src[0]).resize((100, 100)).save(victim)
     rec = run_task("sr", "smoke", ["bicubic"], ["kather_x4"], progress=False, **dirs)[0]
     assert rec.status == "failed" and "is 100x100, expected 224x224" in rec.error
+
+
+def _tiny_build(steps=2):
+    from tests.benchmark._tiny import TinySR
+
+    def build(ctx):
+        return SRModule(TinySR(ctx.scale), ctx.scale, lr=1e-3), TrainPlan(max_steps=steps, batch_size=2, patch_size=32)
+    return build
+
+
+def test_init_from_trains_the_dependency_first_and_passes_its_final_checkpoint(dirs, monkeypatch):
+    monkeypatch.setenv("MIRBENCH_TEST_LIMIT", "2")
+    task = load_task("sr")
+    seen = {}
+
+    def build_ft(ctx):
+        module, plan = _tiny_build()(ctx)
+        seen["init"] = ctx.init_checkpoint
+        state = torch.load(ctx.init_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        module.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        seen["w"] = module.net.body[0].weight.detach().clone()
+        return module, plan
+
+    monkeypatch.setitem(task.METHODS, "pre", MethodSpec("Pre", "proposed", _tiny_build(), "none", ("kather_x4",)))
+    monkeypatch.setitem(task.METHODS, "ft", MethodSpec("FT", "proposed", build_ft, "none", ("kather_x4",),
+                                                       init_from="pre"))
+    recs = run_task("sr", "smoke", ["ft"], ["kather_x4"], progress=False, **dirs)
+    assert [(r.method, r.status) for r in recs] == [("pre", "ok"), ("ft", "ok")]
+    final = dirs["runs_dir"] / "smoke/sr/kather_x4/pre/checkpoints/final.ckpt"
+    assert seen["init"] == final and recs[1].train["init_from"] == "pre"
+    assert torch.equal(seen["w"], torch.load(final, weights_only=False)["state_dict"]["net.body.0.weight"])
+    assert recs[0].train["curve"]["iteration"] == [1, 2] and recs[0].train["global_batch"] == 2
+    assert run_task("sr", "smoke", ["ft"], ["kather_x4"], progress=False, **dirs) == []  # all done
+    final.unlink()  # ft is done: its dependency is not retrained for nothing
+    assert run_task("sr", "smoke", ["ft"], ["kather_x4"], progress=False, **dirs) == []
+    again = run_task("sr", "smoke", ["ft"], ["kather_x4"], force=True, progress=False, **dirs)
+    assert [r.method for r in again] == ["pre", "ft"] and final.is_file()  # ft must rerun: pre is rebuilt first
+
+
+def test_a_failed_rerun_keeps_the_ok_result_and_its_checkpoints(dirs, monkeypatch, tmp_path):
+    monkeypatch.setenv("MIRBENCH_TEST_LIMIT", "2")
+    task = load_task("sr")
+    monkeypatch.setitem(task.METHODS, "tiny", MethodSpec("Tiny", "baseline", _tiny_build(), "none", ("kather_x4",)))
+    ok = run_task("sr", "smoke", ["tiny"], ["kather_x4"], progress=False, **dirs)[0]
+    run = dirs["runs_dir"] / "smoke/sr/kather_x4/tiny"
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["final.ckpt", "iter_000002.ckpt", "last.ckpt"]
+    final = (run / "checkpoints/final.ckpt").read_bytes()
+
+    def broken(ctx):
+        raise ValueError("a config mistake")
+
+    monkeypatch.setitem(task.METHODS, "tiny", MethodSpec("Tiny", "baseline", broken, "none", ("kather_x4",)))
+    failed = run_task("sr", "smoke", ["tiny"], ["kather_x4"], force=True, progress=False, **dirs)[0]
+    assert failed.status == "failed" and "a config mistake" in failed.error
+    store = ResultStore(dirs["results_dir"])
+    kept = store.read("smoke", "sr", "kather_x4", "tiny")
+    assert kept.status == "ok" and kept.metrics == ok.metrics
+    assert store.failure_path("smoke", "sr", "kather_x4", "tiny").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == names
+    assert (run / "checkpoints/final.ckpt").read_bytes() == final and not (run / "checkpoints.previous").exists()
+    rows = leaderboard.build_rows(store.load("smoke", "sr"))
+    assert "a later rerun failed (ValueError)" in rows[0]["notes"]
+    # a successful --force rerun replaces both, and the failure note goes
+    monkeypatch.setitem(task.METHODS, "tiny", MethodSpec("Tiny", "baseline", _tiny_build(), "none", ("kather_x4",)))
+    again = run_task("sr", "smoke", ["tiny"], ["kather_x4"], force=True, progress=False, **dirs)[0]
+    assert again.status == "ok" and again.metrics == ok.metrics  # deterministic
+    assert not store.failure_path("smoke", "sr", "kather_x4", "tiny").exists()
+    assert not (run / "checkpoints.previous").exists()
