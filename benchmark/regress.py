@@ -20,14 +20,25 @@ from rich.console import Console
 from rich.table import Table
 
 # (a) training-free rows: same code and data give the same 8-bit outputs on any CPU; only the order of
-# a float reduction (thread count) may move a mean, by ~1e-13 dB
+# a float reduction (thread count) may move a mean, by a few ULP (tests/benchmark/test_ddp.py)
 EXACT_TOLERANCE = 1e-9
-# learned rows: MEASURED_SPREAD below; a bound is 2x the largest |difference| seen for that metric,
-# floored so that a real regression (a changed default, a broken loss) still shows
-LEARNED_TOLERANCE = {"psnr": 0.30, "ssim": 0.01, "niqe": 0.30, "rmse": 1.5, "psnr_region": 0.30,
-                     "ssim_region": 0.01, "ma": 0.30}
+# learned rows: a bound is 2x the largest |difference| measured between two machines for that metric
+# (MEASURED_SPREAD), so a real regression (a changed default, a broken loss) still shows.
+MEASURED_SPREAD = {
+    # fresh `make bench TASK=sr` (smoke) on a 2-core AMD EPYC with AVX2 only, against the committed
+    # leaderboard made on an AVX-512 machine, same commit and seed (issue 7, item 11): 12 of 128
+    # checks moved; the largest |difference| per metric
+    "avx2 vs avx512 machine": {"psnr": 0.16, "rmse": 0.90, "niqe": 0.03},   # QEGAN, QEGAN, MASRNet/T1+T2
+    # on one machine, runs at the same commit reproduce exactly (issue 7); with this runner a resumed
+    # GAN run equals an uninterrupted one bit for bit (tests/benchmark/test_interrupt.py)
+    "same machine, rerun or resume": {"psnr": 0.0, "ssim": 0.0, "rmse": 0.0, "niqe": 0.0},
+}
+# NOT measured yet (the ATEN_CPU_CAPABILITY=avx2 vs default and 1 vs 2 thread runs did not finish on
+# the loaded development machine): SSIM and Ma had no reported spread, their bounds (0.01, 0.06) are
+# provisional; the region metrics take the whole-image bounds.  Replace with a measurement.
+LEARNED_TOLERANCE = {"psnr": 0.32, "ssim": 0.01, "niqe": 0.06, "rmse": 1.8, "psnr_region": 0.32,
+                     "ssim_region": 0.01, "ma": 0.06}
 LEARNED_RELATIVE = 0.02      # metrics of other tasks not measured here (ie, dice, psnr_lr ...): 2 % of the value
-MEASURED_SPREAD = """(filled in by the measurement below)"""
 RUN_TOLERANCE = LEARNED_TOLERANCE  # the name older callers import
 
 # (b) training-free rows vs the papers, only where our data IS the paper's data: CRCHistoPhenotypes

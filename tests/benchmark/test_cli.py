@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+                          timeout=1200, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def test_unknown_method_is_one_clear_error():

@@ -93,3 +93,30 @@ def test_same_as_rows_show_the_referenced_run_under_their_own_label(monkeypatch,
     assert alias["notes"].startswith("same run as SRNet")
     md = paths["md"].read_text()
     assert "Table 3" in md and "same run as SRNet" in md
+
+
+def test_curves_plot_is_written_and_linked(tmp_path):
+    curve = {"iteration": [1, 2, 3], "loss": [0.3, 0.2, 0.1], "val_iteration": [2, 3], "val_psnr": [20.0, 21.0]}
+    paths = leaderboard.write_leaderboard("sr", "smoke", [_rec("bicubic", "training-free"), _rec("srnet", curve=curve)],
+                                          tmp_path)
+    assert paths["curves_crchisto_x4"] == tmp_path / "plots/sr_curves_crchisto_x4.png"
+    assert paths["curves_crchisto_x4"].stat().st_size > 0
+    assert "[training curves](plots/sr_curves_crchisto_x4.png)" in paths["md"].read_text()
+
+
+def test_sample_grid_has_a_title_row_and_names_each_image(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from benchmark.samples import method_grid
+    for m in ("a", "b"):
+        d = tmp_path / m / "samples"
+        d.mkdir(parents=True)
+        for i in range(2):
+            for part in ("input", "output", "target"):
+                Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(d / f"{i:03d}_{part}.png")
+        (d / "names.json").write_text(json.dumps({"000": "img_a", "001": "img_b"}))
+    out = method_grid({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "grid.png", labels={"a": "A", "b": "B"})
+    img = np.asarray(Image.open(out).convert("L"))
+    assert img.shape == (16 + 2 * (20 + 14 + 4), 4 * 34)  # title row + (caption + image + pad) per test image
+    assert (img[:16] < 128).any() and (img[16:30] < 128).any()  # text drawn in the title row and the caption

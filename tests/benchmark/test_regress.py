@@ -26,7 +26,7 @@ def board(tmp_path_factory):
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "benchmark", "regress", "--task", "sr", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, cwd=REPO, timeout=1200)
 
 
 def test_passes_against_itself_and_the_papers(board):
@@ -77,3 +77,25 @@ def test_profiles_are_never_compared(board):
     other = dict(lb, profile="paper")
     with pytest.raises(ValueError, match="profiles differ"):
         regress.compare_runs(other, lb)
+
+
+def test_learned_rows_get_the_measured_tolerance_and_the_output_names_the_check(board, tmp_path):
+    lb = json.loads(board.read_text())
+    learned = copy.deepcopy(lb)
+    row = next(r for r in learned["rows"] if r["method"] == "bicubic" and r["dataset"] == "kather_x4")
+    row.update(kind="baseline", method="tiny", label="Tiny")
+    moved = copy.deepcopy(learned)
+    next(r for r in moved["rows"] if r["method"] == "tiny")["psnr"] += regress.LEARNED_TOLERANCE["psnr"] / 2
+    fs = [f for f in regress.compare_runs(moved, learned) if f.method == "tiny"]
+    assert fs and all(f.check == "learned" and f.ok for f in fs)
+    next(r for r in moved["rows"] if r["method"] == "tiny")["psnr"] += regress.LEARNED_TOLERANCE["psnr"]
+    assert [f.metric for f in regress.compare_runs(moved, learned) if not f.ok] == ["psnr"]
+    assert {f.check for f in regress.compare_runs(learned, learned) if f.method != "tiny"} == {"exact"}
+    # other tasks' metric keys are checked too (relative bound where none was measured)
+    assert regress.tolerance("dice", "learned", 0.8) == 0.8 * regress.LEARNED_RELATIVE
+    assert regress.tolerance("psnr_lr", "learned", 30.0) == regress.LEARNED_TOLERANCE["psnr"]
+    path_a, path_b = tmp_path / "a.json", tmp_path / "b.json"
+    path_a.write_text(json.dumps(learned))
+    path_b.write_text(json.dumps(learned))
+    proc = _cli("--current", str(path_a), "--baseline", str(path_b))
+    assert proc.returncode == 0 and "learned check: kather_x4/tiny" in proc.stdout and "exact check:" in proc.stdout
