@@ -11,6 +11,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", ["sr", "data"])
 def test_perf_script_starts(name):
     proc = subprocess.run([sys.executable, "-m", f"benchmark.perf.{name}", "--help"], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+                          text=True, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"benchmark.perf.{name}" in proc.stdout
