@@ -1,0 +1,71 @@
+"""Smoke rows that mean something: the smoke PathImgSR split shows the same stains in training and test,
+and a short smoke training gives neither a constant nor a colour-shifted output (the issue-7 symptoms:
+pure-white T1 outputs, RCAN's blue cast from training on one scanner's slide and testing on another's)."""
+import dataclasses
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from benchmark.specs import BuildContext
+from tasks.sr.registry import DATASETS, METHODS
+
+
+def colour_report(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Largest per-channel mean difference (8-bit levels) and the output/target contrast ratio (std)."""
+    shift = ((pred.mean((0, 2, 3)) - target.mean((0, 2, 3))).abs().max() * 255).item()
+    contrast = (pred.std((2, 3)).mean() / target.std((2, 3)).mean()).item()
+    return {"shift": shift, "contrast": contrast}
+
+
+def assert_plausible_colours(pred: torch.Tensor, target: torch.Tensor, max_shift: float = 10.0) -> None:
+    rep = colour_report(pred, target)
+    assert rep["contrast"] > 0.5, f"near-constant output: {rep}"
+    assert rep["shift"] < max_shift, f"colour-shifted output: {rep}"
+
+
+def test_the_check_catches_constant_and_colour_shifted_outputs():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 16, 16)
+    assert_plausible_colours(target.clone(), target)
+    with pytest.raises(AssertionError, match="near-constant"):
+        assert_plausible_colours(torch.ones_like(target), target)           # pure white
+    blue = target.clone()
+    blue[:, 2] = (blue[:, 2] + 0.1).clamp(0, 1)
+    with pytest.raises(AssertionError, match="colour-shifted"):
+        assert_plausible_colours(blue, target)
+
+
+@pytest.fixture(scope="module")
+def pathimgsr_smoke(tmp_path_factory, shared_data):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIRBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    ctx = BuildContext("sr", "pathimgsr_x4", "smoke", 4, 3, Path("/nonexistent-weights"))
+    yield ctx
+    mp.undo()
+
+
+def test_smoke_pathimgsr_trains_and_tests_on_the_same_stains(pathimgsr_smoke):
+    module, plan = METHODS["rcan"].build(pathimgsr_smoke)
+    dm = DATASETS["pathimgsr_x4"].datamodule(pathimgsr_smoke, plan)
+    dm.setup("fit")
+    train = torch.stack([dm.train_set[i]["hr"].mean((1, 2)) for i in range(len(dm.train_set))]).mean(0)
+    test = torch.stack([dm.test_set[i]["hr"].mean((1, 2)) for i in range(len(dm.test_set))]).mean(0)
+    assert ((train - test).abs().max() * 255) < 15
+
+
+def test_short_smoke_training_gives_a_plausible_image(pathimgsr_smoke):
+    L.seed_everything(0, verbose=False)
+    module, plan = METHODS["rcan"].build(pathimgsr_smoke)
+    plan = dataclasses.replace(plan, max_steps=40)
+    dm = DATASETS["pathimgsr_x4"].datamodule(pathimgsr_smoke, plan)
+    trainer = L.Trainer(accelerator="cpu", max_steps=plan.max_steps, max_epochs=-1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    dm.setup("test")
+    module.eval()
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        assert_plausible_colours(module(batch["lr"]).clamp(0, 1), batch["hr"])
