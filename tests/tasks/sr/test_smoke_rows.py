@@ -1,6 +1,6 @@
-"""Smoke rows that mean something: the smoke PathImgSR split shows the same stains in training and test,
-and a short smoke training gives neither a constant nor a colour-shifted output (the issue-7 symptoms:
-pure-white T1 outputs, RCAN's blue cast from training on one scanner's slide and testing on another's)."""
+"""Smoke rows that mean something: the smoke PathImgSR split shows the same stains in training and test
+(RCAN's blue cast came from training on one scanner's slide and testing on another's), and
+:func:`assert_plausible_colours` catches a constant (pure white) or colour-shifted output."""
 from pathlib import Path
 
 import pytest
