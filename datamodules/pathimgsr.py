@@ -21,8 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from benchmark.profiles import get_profile
-from benchmark.specs import BuildContext, TrainPlan
 from datamodules.base import MissingDataError, RestorationDataModule, data_root
 from datamodules.pathimgsr_builder import (PAPER, BuildSettings, build, find_slides, log_to_stderr, read_json,
                                            slide_name)
@@ -35,11 +33,16 @@ BUILD_COMMAND = ("python -m datamodules.camelyon16 download --out C16 --slides a
                  "--out $MIRBENCH_DATA/pathimgsr --workers 8")
 SOURCE = ("built from Camelyon16 (camelyon16.grand-challenge.org; AWS open data s3://camelyon-dataset) by "
           f"`{BUILD_COMMAND}`")
-# smoke: LR 32 -> HR 128 in a 132 window (about the paper's 2.5 % registration margin), the shared
-# slides' own base level as HR (one is 40x, one 20x; the 4x-coarser level is still chosen from mpp),
-# 24 training and 10 test pairs
-SMOKE = BuildSettings(lr_size=32, window=132, hr_magnification=None, n_train=(12, 12), n_test=(5, 5))
-_SMOKE_VERSION = 1          # bump when the builder changes what it writes, to refresh cached smoke builds
+# smoke: "PathImgSR-style pairs, synthetic pyramid": the recipe run on two OpenSlide demo slides (one
+# 40x Hamamatsu, one 20x Aperio) that this module writes as box-filter pyramids, so the LR level is a
+# computed downsample (as Camelyon16's 10x level is).  LR 32 -> HR 128 in a 132 window (about the
+# paper's 2.5 % registration margin); each slide's own base level is the HR level and the LR level is
+# the one 4x coarser by downsample ratio; every slide gives training pairs from its left 70 % and test
+# pairs from its right 30 % (split_by 'region': a split by slide would train on one scanner's colours
+# and test on the other's); 48 training and 10 test pairs.
+SMOKE = BuildSettings(lr_size=32, window=132, hr_magnification=None, n_train=(24, 24), n_test=(5, 5),
+                      split_by="region", test_fraction=0.3)
+_SMOKE_VERSION = 2          # bump when the builder changes what it writes, to refresh cached smoke builds
 
 
 def load_manifest(root: Path) -> list[dict]:
@@ -93,21 +96,20 @@ class PathImgSRDataModule(RestorationDataModule):
         self.test_set = self._dataset(test, False)
 
     @classmethod
-    def for_profile(cls, ctx: BuildContext, plan: TrainPlan) -> "PathImgSRDataModule":
+    def for_profile(cls, profile: str, scale: int = 4, patch: int = 0, batch_size: int = 16,
+                    test_limit: int | None = None, num_workers: int = 0, seed: int = 0) -> "PathImgSRDataModule":
         """paper: the build at ``$MIRBENCH_DATA/pathimgsr``; smoke: a tiny build from the shared slides."""
-        prof = get_profile(ctx.profile)
-        if ctx.profile == "paper":
+        if profile == "paper":
             root = data_root() / FOLDER
             done = read_json(root / "build.json")
             if not (done and done.get("finished")):
                 raise MissingDataError("PathImgSR", root, SOURCE)
-            if done["settings"]["scale"] != (ctx.scale or 4):
-                raise ValueError(f"{root} was built for x{done['settings']['scale']}, not x{ctx.scale}")
+            if done["settings"]["scale"] != scale:
+                raise ValueError(f"{root} was built for x{done['settings']['scale']}, not x{scale}")
         else:
             root = smoke_dataset()
-        return cls(root, scale=ctx.scale or 4, patch=plan.patch_size, batch_size=plan.batch_size,
-                   test_limit=prof.test_limit, num_workers=prof.num_workers, seed=ctx.seed,
-                   decoded_cache=cache_root() / "decoded" if plan.patch_size else None)
+        return cls(root, scale=scale, patch=patch, batch_size=batch_size, test_limit=test_limit,
+                   num_workers=num_workers, seed=seed, decoded_cache=cache_root() / "decoded" if patch else None)
 
 
 def cache_root() -> Path:
@@ -135,7 +137,12 @@ def smoke_dataset(settings: BuildSettings = SMOKE, cache: Path | None = None,
     shutil.rmtree(tmp, ignore_errors=True)
     for p in files:
         pyramid_from_slide(p, tmp / "slides" / f"{slide_name(p)}.tif")
-    build(tmp / "slides", tmp / "data", settings=settings, workers=0, log=log)
+    report = build(tmp / "slides", tmp / "data", settings=settings, workers=0, log=log)
+    empty = [k for k, n in report.counts.items() if n == 0]
+    if empty:                            # never cache a build a run cannot use
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise MissingDataError(f"PathImgSR smoke pairs ({', '.join(empty)} empty; skipped slides: "
+                               f"{report.skipped})", src, "OpenSlide test data (openslide.org/demo)")
     try:
         os.replace(tmp, final)
     except OSError:                      # another process finished first: keep its copy

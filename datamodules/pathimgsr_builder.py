@@ -1,6 +1,11 @@
 """PathImgSR builder (MASRGAN paper, Sec. 4.1): real x4 LR-HR pairs cut from the 10x and 40x levels
 of Camelyon16 whole-slide images.  The CLI and the DataModule are in :mod:`datamodules.pathimgsr`.
 
+This module is the build itself (survey, split, sampling rounds, chunks, manifest); its parts live in
+:mod:`~datamodules.pathimgsr_levels` (level choice), :mod:`~datamodules.pathimgsr_tissue` (tissue and
+tumour masks), :mod:`~datamodules.pathimgsr_registration` (NCC registration and its quality control)
+and :mod:`~datamodules.pathimgsr_io` (slide reads, JSON, manifest).
+
 The paper's recipe (Sec. 4.1) and how it is done here:
 
 * Candidate patch selection.  The paper reuses the centres of Li et al.'s 400,000 patches, a list it
@@ -14,11 +19,14 @@ The paper's recipe (Sec. 4.1) and how it is done here:
   lies inside tumour ("_0"/"_1" polygons minus "_2" cut-outs) or over 80 % outside it (normal).
   Normal patches come from normal slides and from exhaustively annotated tumour slides.
 * LR-HR pairs.  The 256x256 LR is read at the level whose downsample is 4 relative to the 40x level
-  (levels are chosen from the slide's objective power, else from its microns per pixel with 40x =
-  0.25 um/px, never from level indices); its luminance is enlarged x4 bicubic (PIL, float 'F' mode so
+  (the HR level is chosen from the slide's objective power, else from its microns per pixel with
+  40x = 0.25 um/px; the LR level by its downsample ratio to it; never from level indices); its luminance is enlarged x4 bicubic (PIL, float 'F' mode so
   nothing is rounded; Keys a = -0.5, MATLAB's bicubic kernel, differing only at the border) and
   registered inside the window by normalised cross-correlation over every offset (skimage
-  ``match_template``, FFT-based); the best-matching 1024x1024 crop of the window is the HR image.
+  ``match_template``, FFT-based); the best-matching 1024x1024 crop of the window is the HR image.  Quality control
+  (not in the paper): a pair whose best NCC is below ``min_ncc`` or whose offset lies on the border of
+  the search range is rejected and counted (``registration_rejected`` in build.json); no two test
+  pairs overlap (later ones are dropped and counted, and redrawn).
 * Sizes: 5000 tumour + 5000 normal training pairs, 1000 + 1000 test pairs, split by slide: the
   Camelyon16 training slides give the training pairs and its test slides the test pairs (the paper
   samples "from the training set" and "from the test set").  Other slide sets are split by slide with
@@ -38,14 +46,10 @@ nor Lightning, so its (spawned) worker processes start in a few seconds.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import multiprocessing
-import os
-import sys
 import time
-import xml.etree.ElementTree as ET
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -55,22 +59,17 @@ from typing import Callable, Iterable
 import numpy as np
 import openslide
 from PIL import Image
-from skimage.color import rgb2gray
-from skimage.draw import polygon2mask
-from skimage.feature import match_template
 from skimage.filters import threshold_otsu
 
 from datamodules.camelyon16 import NON_EXHAUSTIVE
+from datamodules.pathimgsr_io import (MANIFEST_FIELDS, log_to_stderr, read_json, read_rgb, write_json,  # noqa: F401
+                                      write_manifest)
+from datamodules.pathimgsr_levels import SLIDE_SUFFIXES, SlideSkipped, choose_levels, find_slides, slide_name
+from datamodules.pathimgsr_registration import MIN_NCC, RegistrationCheck, register
+from datamodules.pathimgsr_tissue import SAT_BOUNDS, read_asap_annotation, region_mask, saturation, tissue_fraction
 
-SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 _TUMOUR, _NORMAL, _TISSUE = "tumor", "normal", "tissue"
-_EXCLUSION_GROUPS = {"_2", "exclusion", "non-tumor", "none"}
-_SAT_BOUNDS = (0.05, 0.15)
 _MAX_ROUNDS = 8
-
-
-def log_to_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,10 @@ class BuildSettings:
     min_region: float = 0.8                  # inside-tumour / inside-normal fraction of the window
     test_fraction: float = 0.2               # share of slides for test when no Camelyon16 split is present
     seed: int = 0
+    min_ncc: float = MIN_NCC                 # registration QC: reject pairs whose best NCC is lower
+    split_by: str = "slide"                  # 'slide' (the paper); 'region': every slide gives train pairs from
+                                             # its left and test pairs from its right test_fraction (smoke:
+                                             # two slides of different scanners, both seen in training)
     attempts_per_pair: int = 30              # candidates tried per requested pair before a slide gives up
     chunk_pairs: int = 50                    # pairs per work unit (resume / parallel granularity)
 
@@ -99,127 +102,6 @@ class BuildSettings:
 
 
 PAPER = BuildSettings()
-
-
-class SlideSkipped(RuntimeError):
-    """A slide cannot give pairs (unreadable, no 40x level, no 10x level, missing annotation...)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# slides, levels, annotations, tissue
-
-
-def find_slides(folder: Path) -> list[Path]:
-    """Every whole-slide file under ``folder`` (recursively), sorted; names (stems) must be unique."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"slide folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SLIDE_SUFFIXES and p.is_file()
-                   and not p.name.endswith(".part"))
-    names = [slide_name(p) for p in files]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"slide names must be unique, repeated: {sorted(dup)}")
-    return files
-
-
-def slide_name(path: Path) -> str:
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif") + SLIDE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
-
-
-def choose_levels(slide: openslide.OpenSlide, hr_magnification: float | None, scale: int) -> tuple[int, int]:
-    """(HR level, LR level): the level at ``hr_magnification`` and the one ``scale`` times coarser.
-
-    Magnification comes from ``openslide.objective-power``, else from ``openslide.mpp-x`` (40x = 0.25
-    um/px, i.e. magnification = 10 / mpp); a level counts as 40x within half an octave.  The LR level
-    must be ``scale`` times coarser within 2 %.
-    """
-    ds = np.asarray(slide.level_downsamples, dtype=np.float64)
-    if hr_magnification is None:
-        hr = 0
-    else:
-        power = slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
-        mpp = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
-        if not power and not mpp:
-            raise SlideSkipped("neither objective power nor microns per pixel in the file")
-        base = float(power) if power else 10.0 / float(mpp)
-        octaves = np.abs(np.log2(base / ds / hr_magnification))
-        hr = int(octaves.argmin())
-        if octaves[hr] > 0.5:
-            raise SlideSkipped(f"no {hr_magnification:g}x level (levels at "
-                               f"{', '.join(f'{base / d:.3g}x' for d in ds)})")
-    ratio = ds / ds[hr]
-    lr = int(np.abs(np.log(ratio / scale)).argmin())
-    if abs(ratio[lr] / scale - 1) > 0.02:
-        raise SlideSkipped(f"no level {scale}x coarser than level {hr} (downsamples {np.round(ds, 3).tolist()})")
-    return hr, lr
-
-
-def read_asap_annotation(xml: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Camelyon16 / ASAP XML -> (tumour polygons, exclusion polygons), each (N, 2) level-0 (x, y).
-
-    Groups "_0" and "_1" (or "Tumor") are tumour; "_2" are non-tumour areas cut out of them.
-    """
-    tumour, exclusion = [], []
-    for ann in ET.parse(xml).getroot().iter("Annotation"):
-        coords = sorted(ann.iter("Coordinate"), key=lambda c: float(c.get("Order", 0)))
-        pts = np.array([[float(c.get("X").replace(",", ".")), float(c.get("Y").replace(",", "."))]
-                        for c in coords], dtype=np.float64)
-        if len(pts) >= 3:
-            group = ann.get("PartOfGroup", "").strip().lower()
-            (exclusion if group in _EXCLUSION_GROUPS else tumour).append(pts)
-    return tumour, exclusion
-
-
-def region_mask(tumour: list[np.ndarray], exclusion: list[np.ndarray], x0: float, y0: float,
-                cell_x: float, cell_y: float, shape: tuple[int, int]) -> np.ndarray:
-    """Tumour mask on a grid of ``shape`` cells of ``cell_x`` x ``cell_y`` level-0 pixels from (x0, y0)."""
-    out = np.zeros(shape, dtype=bool)
-    x1, y1 = x0 + shape[1] * cell_x, y0 + shape[0] * cell_y
-    for polys, value in ((tumour, True), (exclusion, False)):
-        for p in polys:
-            if p[:, 0].max() < x0 or p[:, 0].min() > x1 or p[:, 1].max() < y0 or p[:, 1].min() > y1:
-                continue
-            rc = np.stack([(p[:, 1] - y0) / cell_y - 0.5, (p[:, 0] - x0) / cell_x - 0.5], axis=1)
-            out[polygon2mask(shape, rc)] = value
-    return out
-
-
-def saturation(rgb: np.ndarray) -> np.ndarray:
-    """HSV saturation (max - min) / max in [0, 1], as skimage's rgb2hsv, without the hue work."""
-    rgb = rgb.astype(np.float32)
-    mx, mn = rgb.max(-1), rgb.min(-1)
-    return np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
-
-
-def tissue_fraction(rgb: np.ndarray, threshold: float) -> float:
-    """Share of pixels whose HSV saturation exceeds ``threshold`` (compared without dividing)."""
-    mx = rgb.max(-1).astype(np.float32)
-    return float(((mx - rgb.min(-1)) > threshold * mx).mean())
-
-
-def read_rgb(slide: openslide.OpenSlide, x0: int, y0: int, level: int, size: int) -> np.ndarray:
-    rgba = np.asarray(slide.read_region((int(x0), int(y0)), level, (size, size)))
-    rgb = rgba[..., :3].copy()
-    rgb[rgba[..., 3] == 0] = 255                 # unscanned (transparent) area is glass
-    return rgb
-
-
-def register(window: np.ndarray, lr: np.ndarray, scale: int) -> tuple[int, int, float]:
-    """Best (dy, dx) of the x``scale`` bicubic-enlarged ``lr`` inside ``window`` and its NCC.
-
-    Both are RGB uint8; matching runs on luminance (rgb2gray) with skimage's FFT-based normalised
-    cross-correlation over every offset; enlargement is PIL bicubic in float ('F') mode.
-    """
-    gray = Image.fromarray(rgb2gray(lr).astype(np.float32), mode="F")
-    up = np.asarray(gray.resize((lr.shape[1] * scale, lr.shape[0] * scale), Image.Resampling.BICUBIC))
-    ncc = match_template(rgb2gray(window).astype(np.float32), up)
-    dy, dx = np.unravel_index(int(ncc.argmax()), ncc.shape)
-    return int(dy), int(dx), float(ncc[dy, dx])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +148,7 @@ def survey_slide(path: str, annotation: str | None, settings: BuildSettings, wor
         return sv
     sv.cell = (sv.dimensions[0] / thumb.shape[1], sv.dimensions[1] / thumb.shape[0])
     sat = saturation(thumb)
-    sv.threshold = float(np.clip(threshold_otsu(sat) if np.ptp(sat) > 0 else 1.0, *_SAT_BOUNDS))
+    sv.threshold = float(np.clip(threshold_otsu(sat) if np.ptp(sat) > 0 else 1.0, *SAT_BOUNDS))
     labels = (sat > sv.threshold).astype(np.uint8)            # 0 glass, 1 tissue, 2 tissue in tumour
     if annotation:
         tumour, exclusion = read_asap_annotation(Path(annotation))
@@ -311,11 +193,25 @@ def place(cx: float, cy: float, sv: SlideSurvey, s: BuildSettings) -> Placement:
     return Placement(u, v, wx, wy, cu - s.hr_size / 2 - wx, cv - s.hr_size / 2 - wy)
 
 
-def _candidate_cells(labels: np.ndarray, cls: str, annotated: bool, sv: SlideSurvey, half: float):
-    """Mask cells of ``cls`` whose area meets the centres that keep a window inside the slide."""
+def centre_range_x(split: str, sv: SlideSurvey, s: BuildSettings, half: float) -> tuple[float, float]:
+    """Level-0 x range of candidate centres: the whole slide, or (``split_by`` 'region') the left part for
+    train and the right ``test_fraction`` for test, ``half`` a window away from the boundary on both
+    sides, so no train window reaches into the test region."""
+    w = sv.dimensions[0]
+    if s.split_by != "region":
+        return half, w - half
+    boundary = w * (1 - s.test_fraction)
+    return (half, boundary - half) if split == "train" else (boundary + half, w - half)
+
+
+def _candidate_cells(labels: np.ndarray, cls: str, annotated: bool, sv: SlideSurvey, half: float,
+                     x_range: tuple[float, float]):
+    """Mask cells of ``cls`` whose area meets the centres that keep a window inside the slide (and in
+    ``x_range``)."""
     ys, xs = np.nonzero(labels == 2 if cls == _TUMOUR else labels == 1 if annotated else labels > 0)
     (cw, ch), (w, h) = sv.cell, sv.dimensions
-    keep = ((xs + 1) * cw > half) & (xs * cw < w - half) & ((ys + 1) * ch > half) & (ys * ch < h - half)
+    lo, hi = x_range
+    keep = ((xs + 1) * cw > lo) & (xs * cw < hi) & ((ys + 1) * ch > half) & (ys * ch < h - half)
     return ys[keep], xs[keep]
 
 
@@ -325,7 +221,9 @@ def extract_chunk(chunk: Chunk, sv: SlideSurvey, settings: BuildSettings, out: s
     t0, s, out_p = time.perf_counter(), settings, Path(out)
     labels = np.load(out_p / ".work" / "survey" / f"{sv.name}.npy")
     half = max(s.window * sv.hr_downsample, s.lr_size * sv.lr_downsample) / 2 + sv.lr_downsample
-    ys, xs = _candidate_cells(labels, chunk.cls, sv.annotation is not None, sv, half)
+    x_lo, x_hi = centre_range_x(chunk.split, sv, s, half)
+    ys, xs = _candidate_cells(labels, chunk.cls, sv.annotation is not None, sv, half, (x_lo, x_hi))
+    check, rejected = RegistrationCheck(s.min_ncc), {"low_ncc": 0, "border_offset": 0}
     rng = np.random.default_rng([s.seed, zlib.crc32(chunk.id.encode())])
     polys = read_asap_annotation(Path(sv.annotation)) if sv.annotation else ([], [])
     taken, rows, attempts = set(chunk.taken), [], 0
@@ -337,7 +235,7 @@ def extract_chunk(chunk: Chunk, sv: SlideSurvey, settings: BuildSettings, out: s
             attempts += 1
             k = rng.integers(ys.size)
             (cw, ch), (w, h) = sv.cell, sv.dimensions      # uniform in the cell, within the valid centres
-            cx = rng.uniform(max(xs[k] * cw, half), min((xs[k] + 1) * cw, w - half))
+            cx = rng.uniform(max(xs[k] * cw, x_lo), min((xs[k] + 1) * cw, x_hi))
             cy = rng.uniform(max(ys[k] * ch, half), min((ys[k] + 1) * ch, h - half))
             pl = place(cx, cy, sv, s)
             lr_x, lr_y = round(pl.u * sv.lr_downsample), round(pl.v * sv.lr_downsample)
@@ -358,6 +256,10 @@ def extract_chunk(chunk: Chunk, sv: SlideSurvey, settings: BuildSettings, out: s
                 continue
             lr = read_rgb(slide, lr_x, lr_y, sv.lr_level, s.lr_size)
             dy, dx, ncc = register(window, lr, s.scale)
+            why = check.reject_reason(dy, dx, ncc, s.window - s.hr_size)
+            if why:
+                rejected[why] += 1
+                continue
             hr = np.ascontiguousarray(window[dy:dy + s.hr_size, dx:dx + s.hr_size])
             for sub, img in (("lr", lr), ("hr", hr)):      # zlib level 1: 3x faster than 6, ~1 % larger
                 Image.fromarray(img).save(out_p / chunk.split / sub / f"{name}.png", compress_level=1)
@@ -371,7 +273,7 @@ def extract_chunk(chunk: Chunk, sv: SlideSurvey, settings: BuildSettings, out: s
                 ncc=round(ncc, 5), tissue_fraction=round(tissue, 4),
                 tumor_fraction=round(tumour_frac, 4) if chunk.cls != _TISSUE else "",
                 hr_mpp=round(sv.hr_mpp, 5) if sv.hr_mpp else ""))
-    part = dict(id=chunk.id, rows=rows, attempts=attempts, exhausted=len(rows) < chunk.n,
+    part = dict(id=chunk.id, rows=rows, attempts=attempts, exhausted=len(rows) < chunk.n, rejected=rejected,
                 seconds=round(time.perf_counter() - t0, 3))
     write_json(out_p / ".work" / "parts" / f"{chunk.id}.json", part)
     return part
@@ -475,15 +377,20 @@ def build(slides: Path, out: Path, annotations: Path | None = None, settings: Bu
     with _executor(workers) as pool:
         surveys, skipped = _survey(files, xmls, bool(annotations), settings, work, pool, log)
         annotated = {n: sv.annotation is not None for n, sv in surveys.items()}
-        split = split_slides(sorted(surveys), annotated, settings.test_fraction, settings.seed, test_slides)
+        if settings.split_by == "region":      # every slide gives both splits, from disjoint regions
+            split = {n: "both" for n in surveys}
+        else:
+            split = split_slides(sorted(surveys), annotated, settings.test_fraction, settings.seed, test_slides)
+        extent = {n: settings.lr_size * sv.lr_downsample for n, sv in surveys.items()}   # LR patch, level 0
         targets = _targets(settings, bool(annotations))
         parts, new_pairs, t_pairs = {}, 0, time.perf_counter()
         exhausted: set[tuple[str, str]] = set()
         for rnd in range(_MAX_ROUNDS):
-            rows = _dedupe(r for _, p in sorted(parts.items()) for r in p["rows"])
+            rows, _ = _without_overlapping_test_pairs(_dedupe(r for _, p in sorted(parts.items()) for r in p["rows"]),
+                                                      extent)
             have = {k: sum(1 for r in rows if (r["split"], r["cls"]) == k) for k in targets}
             need = {k: targets[k] - have[k] for k in targets}
-            eligible = {(sp, c): sorted(n for n, sv in surveys.items() if split[n] == sp and sv.pools.get(c, 0) > 0
+            eligible = {(sp, c): sorted(n for n, sv in surveys.items() if split[n] in (sp, "both") and sv.pools.get(c, 0) > 0
                                         and (n, c) not in exhausted and n not in skipped) for sp, c in targets}
             taken: dict[str, set] = {}
             for r in rows:
@@ -516,21 +423,27 @@ def build(slides: Path, out: Path, annotations: Path | None = None, settings: Bu
                 if c.id in parts and parts[c.id]["exhausted"]:
                     exhausted.add((c.slide, c.cls))
 
-    rows = sorted(_dedupe(r for _, p in sorted(parts.items()) for r in p["rows"]),
-                  key=lambda r: (r["split"] != "train", r["cls"], r["slide"], r["name"]))
+    rows, overlapping = _without_overlapping_test_pairs(
+        _dedupe(r for _, p in sorted(parts.items()) for r in p["rows"]), extent)
+    rows.sort(key=lambda r: (r["split"] != "train", r["cls"], r["slide"], r["name"]))
+    rejected = {k: sum(p.get("rejected", {}).get(k, 0) for p in parts.values()) for k in ("low_ncc", "border_offset")}
+    if any(rejected.values()):
+        log(f"[pathimgsr] registration QC rejected {rejected['low_ncc']} pairs with NCC < {settings.min_ncc} and "
+            f"{rejected['border_offset']} whose offset lay on the border of the search range")
     counts = {f"{sp}/{c}": sum(1 for r in rows if (r["split"], r["cls"]) == (sp, c)) for sp, c in targets}
     shortfall = {f"{sp}/{c}": targets[(sp, c)] - counts[f"{sp}/{c}"] for sp, c in targets
                  if counts[f"{sp}/{c}"] < targets[(sp, c)]}
     for key, n in shortfall.items():
         log(f"[pathimgsr] warning: {key} has {counts[key]} pairs, {n} short of the {counts[key] + n} asked: "
             "its slides gave no more candidates passing the tissue/region tests within the attempt budget")
-    _write_manifest(out / "manifest.csv", rows)
+    write_manifest(out / "manifest.csv", rows)
     seconds = time.perf_counter() - t0
     report = BuildReport(out, counts, new_pairs, seconds, new_pairs / max(seconds, 1e-9), skipped, shortfall,
-                         {sp: sorted(n for n, s in split.items() if s == sp) for sp in ("train", "test")})
+                         {sp: sorted(n for n, s in split.items() if s in (sp, "both")) for sp in ("train", "test")})
     write_json(out / "build.json", dict(
         finished=True, settings=asdict(settings), key=settings.key(), counts=counts, shortfall=shortfall,
         skipped=skipped, splits=report.splits, new_pairs=new_pairs, seconds=round(seconds, 3),
+        registration_rejected=rejected, overlapping_test_pairs_dropped=overlapping,
         pairs_per_second=round(report.pairs_per_second, 3),
         levels={n: dict(hr=sv.hr_level, lr=sv.lr_level, hr_mpp=sv.hr_mpp) for n, sv in surveys.items()}))
     log(f"[pathimgsr] {sum(counts.values())} pairs in {out} ({new_pairs} new in {seconds:.1f} s, "
@@ -564,7 +477,13 @@ def _survey(files, xmls, with_annotations, settings, work, pool, log):
     for name, reason in sorted(skipped.items()):
         log(f"[pathimgsr] skipping slide {name}: {reason}")
     if not surveys:
-        raise FileNotFoundError("no readable slide among " + ", ".join(p.name for p in files))
+        reasons = "; ".join(f"{n}: {r}" for n, r in sorted(skipped.items()))
+        if skipped and all("coarser than level" in r or "level (levels at" in r for r in skipped.values()):
+            raise FileNotFoundError(
+                f"no slide has a level {settings.scale}x coarser than its HR level at the asked magnification; "
+                f"PathImgSR needs real optical pairs from a multi-level pyramid (Camelyon16's 40x/10x). "
+                f"Skipped: {reasons}")
+        raise FileNotFoundError(f"every slide was skipped ({reasons})")
     return surveys, skipped
 
 
@@ -600,6 +519,21 @@ def _run(pool, fn, jobs):
         yield futures[fut], (exc if exc is not None else fut.result())
 
 
+def _without_overlapping_test_pairs(rows: list[dict], extent: dict[str, float]) -> tuple[list[dict], int]:
+    """Drop every test pair whose LR footprint (``extent`` level-0 px square from (lr_x, lr_y)) overlaps
+    an earlier kept test pair of the same slide (in name order: deterministic).  -> (rows, dropped)."""
+    kept, boxes, dropped = [], {}, 0
+    for r in sorted(rows, key=lambda r: (r["split"], r["slide"], r["name"])):
+        if r["split"] == "test":
+            e, x, y = extent.get(r["slide"], 0.0), float(r["lr_x"]), float(r["lr_y"])
+            if any(abs(x - bx) < e and abs(y - by) < e for bx, by in boxes.get(r["slide"], ())):
+                dropped += 1
+                continue
+            boxes.setdefault(r["slide"], []).append((x, y))
+        kept.append(r)
+    return kept, dropped
+
+
 def _dedupe(rows: Iterable[dict]) -> list[dict]:
     seen, out = set(), []
     for r in rows:
@@ -614,34 +548,6 @@ def _annotation_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"annotation folder {folder} does not exist")
     return {p.stem.lower(): p for p in sorted(folder.rglob("*.xml"))}
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_json(path: Path, obj: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-MANIFEST_FIELDS = ("split", "name", "cls", "slide", "lr", "hr", "lr_level", "hr_level", "lr_x", "lr_y",
-                   "hr_x", "hr_y", "offset_x", "offset_y", "shift_x", "shift_y", "ncc", "tissue_fraction",
-                   "tumor_fraction", "hr_mpp")
-
-
-def _write_manifest(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _report_from(out: Path, done: dict) -> BuildReport:

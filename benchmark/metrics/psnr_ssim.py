@@ -87,7 +87,16 @@ def _prep_mask(mask: torch.Tensor, crop: int) -> torch.Tensor:
     return shave(mask.to(torch.float64).clamp(0, 1), crop)
 
 
-class RegionPSNR(_SpaceMetric):
+class _RegionMetric(_SpaceMetric):
+    """An image with an empty region (no pixel to score) scores NaN and is left out of the mean."""
+
+    def compute(self):
+        _, val = self.per_image()
+        val = val[~torch.isnan(val)]
+        return val.mean() if val.numel() else torch.tensor(float("nan"), dtype=torch.float64)
+
+
+class RegionPSNR(_RegionMetric):
     """PSNR over the pixels where ``mask`` is 1 (e.g. the corrupted region of an inpainting task)."""
 
     higher_is_better = True
@@ -97,11 +106,12 @@ class RegionPSNR(_SpaceMetric):
             raise ValueError("RegionPSNR needs a mask")
         p, t = self._prep(preds, target)
         m = _prep_mask(mask, self.crop).expand_as(p)
-        mse = (((p - t) ** 2) * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
-        return _psnr_from_mse(mse)
+        area = m.flatten(1).sum(1)
+        mse = (((p - t) ** 2) * m).flatten(1).sum(1) / area.clamp_min(1)
+        return _psnr_from_mse(mse).masked_fill(area == 0, float("nan"))
 
 
-class RegionSSIM(_SpaceMetric):
+class RegionSSIM(_RegionMetric):
     """Mean of the SSIM map over the mask pixels whose 11x11 window lies inside the image."""
 
     higher_is_better = True
@@ -115,4 +125,5 @@ class RegionSSIM(_SpaceMetric):
         valid = torch.zeros_like(m)
         valid[..., _HALF:-_HALF, _HALF:-_HALF] = 1
         w = m * valid
-        return (smap * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
+        area = w.flatten(1).sum(1)
+        return ((smap * w).flatten(1).sum(1) / area.clamp_min(1)).masked_fill(area == 0, float("nan"))

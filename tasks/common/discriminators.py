@@ -98,21 +98,21 @@ class SRGANDiscriminator(nn.Module):
         return self.classifier(self.features(x))
 
 
-class PairDiscriminator(nn.Module):
-    """rVTT's relativistic visual Turing test network T1 / T2 (Tom et al. 2019, Sec. 3, Fig. 2b-c).
+class RelativisticTester(nn.Module):
+    """A relativistic pair test T(a, b) = sigmoid(C(a) - C(b)) on a single-image critic C
+    (Jolicoeur-Martineau 2019, the relativistic standard GAN): the probability that ``a`` is more
+    realistic than ``b``.  Used as rVTT's visual Turing testers T1 / T2 (Tom et al. 2019, Sec. 3:
+    losses "as proposed in" the relativistic GAN, testers "similar to" ESRGAN's VGG-style network).
 
-    Takes a PAIR (first, second) and returns the logit that ``first`` is the real image (eq. 2-3).
-    "Similar to [ESRGAN]'s, a modified VGG with leaky ReLU": the two images are stacked along the
-    channels (2 * in_ch) into :class:`VGGStyleDiscriminator` (BN + LeakyReLU(0.2), Linear 100 - 1).
-    The pairing scheme is not stated; channel stacking lets the net compare the two images pixel by
-    pixel, the order-dependent two-alternative test of eq. 2 (the callers shuffle the order).
+    ``forward`` returns the logit C(a) - C(b), for BCE-with-logits losses.  T(a, b) = 1 - T(b, a).
     """
 
-    def __init__(self, in_ch: int = 3, nf: int = 64, input_size: int = 128, hidden: int = 100):
+    def __init__(self, critic: nn.Module):
         super().__init__()
-        self.body = VGGStyleDiscriminator(2 * in_ch, nf, input_size, hidden)
+        self.critic = critic
 
-    def forward(self, first, second):
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         if first.shape != second.shape:
-            raise ValueError(f"PairDiscriminator needs equal shapes, got {tuple(first.shape)}, {tuple(second.shape)}")
-        return self.body(torch.cat([first, second], 1))
+            raise ValueError(f"a relativistic test needs equal shapes, got {tuple(first.shape)}, {tuple(second.shape)}")
+        scores = self.critic(torch.cat([first, second])).view(2, -1)   # one critic pass for both images
+        return scores[0] - scores[1]

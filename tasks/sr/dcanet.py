@@ -20,7 +20,7 @@ through all 200 RCABs in order, across group boundaries, as DCANet chains all bl
 across its stages.  The connection adds 3 + 2*64 parameters to each of 199 blocks: 15,618,424 in
 all at x4 (RCAN: 15,592,355).
 
-Training follows RCAN's official recipe (the backbone's; DCANet's own schedule is for ImageNet):
+Training: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; ``recipe="own"`` follows RCAN's official recipe (the backbone's; DCANet's own schedule is for ImageNet):
 L1 loss, Adam (0.9, 0.999), lr 1e-4 halved every 2e5 iterations, batch 16, HR patch 192 (LR 48),
 1e6 iterations.
 """
@@ -33,6 +33,7 @@ from torch import nn
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.layers import DIV2K_RGB_MEAN, PixelShuffleUpsampler
 from tasks.sr.module import SRModule
+from tasks.sr.protocol import psnr_training
 
 
 class ConnectedChannelAttention(SEModule):
@@ -114,10 +115,12 @@ PAPER = dict(nf=64, n_groups=10, n_blocks=20, reduction=16, patch=192, batch=16,
 SMOKE = dict(nf=16, n_groups=2, n_blocks=2, reduction=4, patch=32, batch=4, steps=100, lr=1e-3, milestones=())
 
 
-def build_dcanet(ctx: BuildContext) -> tuple[SRModule, TrainPlan]:
+def build_dcanet(ctx: BuildContext, recipe: str = "table") -> tuple[SRModule, TrainPlan]:
+    """DCANet-in-RCAN under MASRGAN's Table protocol, or ``recipe="own"`` (RCAN's recipe, below)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = psnr_training(ctx, cfg, recipe)
     net = DCARCAN(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["n_groups"], cfg["n_blocks"], cfg["reduction"],
                   ctx.scale)
-    module = SRModule(net, ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
+    module = SRModule(net, ctx.scale, lr=tr["lr"], betas=(0.9, 0.999), milestones=tr["milestones"], gamma=0.5,
                       loss="l1")
-    return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"])
+    return module, TrainPlan(max_steps=tr["steps"], batch_size=tr["batch"], patch_size=tr["patch"])

@@ -1,8 +1,9 @@
 """ESRGAN (Wang et al., ECCV-W 2018): RRDBNet generator + VGG-style discriminator, relativistic GAN.
 
-Paper settings (Sec. 3-4 and the official BasicSR config train_ESRGAN_x4): 23 RRDB, 64 features,
+Training: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; ``recipe="own"`` is the paper's.
+Paper settings (Sec. 3-4 and the official BasicSR configs train_RRDBNet_PSNR_x4 / train_ESRGAN_x4): 23 RRDB, 64 features,
 growth 32, residual scaling 0.2, nearest-neighbour upsampling x2 stages; PSNR-oriented pre-training
-with L1, then L = L_percep(conv5_4, before activation) + 5e-3 L_G^Ra + 1e-2 L1; Adam 1e-4,
+with L1 (lr 2e-4 halved every 2e5 iterations, 1e6 iterations), then L = L_percep(conv5_4, before activation) + 5e-3 L_G^Ra + 1e-2 L1; Adam 1e-4,
 beta (0.9, 0.99), HR patch 128, batch 16, 400k GAN iterations, lr halved at 50k/100k/200k/300k.
 RRDBNet at these settings has 16.70 M parameters.
 """
@@ -16,6 +17,7 @@ from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.discriminators import VGGStyleDiscriminator
 from tasks.common.losses import PerceptualLoss
 from tasks.sr.module import SRGANModule, SRModule
+from tasks.sr.protocol import gan_training
 
 
 class ResidualDenseBlock(nn.Module):
@@ -71,19 +73,35 @@ class RRDBNet(nn.Module):
 
 
 PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, pretrain_steps=1_000_000, gan_steps=400_000, lr=1e-4,
-             milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64)
-SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=60, gan_steps=8, lr=1e-3, milestones=(), d_nf=8)
+             milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64,
+             pretrain_lr=2e-4, pretrain_milestones=(200_000, 400_000, 600_000, 800_000))
+SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=60, gan_steps=8, lr=1e-3, milestones=(), d_nf=8,
+             pretrain_lr=2e-3, pretrain_milestones=())
 
 
-def build_esrgan(ctx: BuildContext) -> tuple[SRGANModule, TrainPlan]:
+def build_esrgan(ctx: BuildContext, recipe: str = "table") -> tuple[SRGANModule, TrainPlan]:
+    """ESRGAN under MASRGAN's Table protocol (its RRDBNet pre-trained on L1 for the protocol's PSNR phase,
+    then the GAN phase with the halving restarted), or ``recipe="own"``: the paper's PSNR-oriented
+    pre-training (L1, lr 2e-4 halved every 2e5 of 1e6 iterations) then 400k GAN iterations at lr 1e-4
+    halved at 50k/100k/200k/300k (the "ESRGAN (own recipe)" variant)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = gan_training(ctx, cfg, recipe)
+    restart_scale = 1.0
+    if recipe == "own":  # one optimizer over both phases: base lr 2e-4, the GAN phase restarts at half of it
+        tr |= dict(lr=cfg["pretrain_lr"], restart_at=cfg["pretrain_steps"],
+                   milestones=tuple(cfg["pretrain_milestones"]) + tr["milestones"])
+        restart_scale = cfg["lr"] / cfg["pretrain_lr"]
     net = RRDBNet(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["nb"], cfg["gc"], ctx.scale)
-    disc = VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"])
+    disc = VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=tr["patch"])
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
     module = SRGANModule(net, disc, ctx.scale, per, w_pix=1e-2, w_per=1.0, w_adv=5e-3, gan="ragan",
-                         pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"], betas=(0.9, 0.99),
-                         milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]))
+                         pretrain_steps=tr["pretrain_steps"], lr=tr["lr"], betas=(0.9, 0.99),
+                         milestones=tr["milestones"], restart_at=tr["restart_at"], restart_scale=restart_scale)
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
-    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
-                             patch_size=cfg["patch"], notes=notes)
+    return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
+                             patch_size=tr["patch"], notes=notes)
+
+
+def build_esrgan_own(ctx: BuildContext) -> tuple[SRGANModule, TrainPlan]:
+    return build_esrgan(ctx, "own")

@@ -30,7 +30,7 @@ are Kaiming-normal (fan-in) initialised and scaled by 0.1 (official initialize_w
 images over 40,000 LR pixels are processed in four overlapping quadrants, recursively (official
 ``Chop``, shave 12 LR pixels).
 
-Training (official config.py): L1 loss, Adam (0.9, 0.999), lr 1e-4 halved at 160k/320k/480k/640k
+Training: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; its own recipe (official config.py): L1 loss, Adam (0.9, 0.999), lr 1e-4 halved at 160k/320k/480k/640k
 iterations (epochs 16/32/48/64 of 10,000 iterations), 800k iterations, batch 2 (TRAIN_BATCH_SIZE),
 HR patch 160 (LR 40).  Augmentation is the datamodule's (MASRGAN trains every model without any).
 Deviations: the official training script re-initialises *every* conv of the model, the VGG19 and
@@ -50,6 +50,7 @@ from datamodules.imresize import imresize
 from tasks.common.layers import DIV2K_RGB_MEAN, PixelShuffleUpsampler, ResidualBlock
 from tasks.common.losses import VGGFeatures
 from tasks.sr.module import SRModule
+from tasks.sr.protocol import psnr_training
 
 
 # ---------------------------------------------------------------- patches (unfold / fold)
@@ -336,10 +337,12 @@ def build_network(ctx: BuildContext) -> IGNN:
                 cfg["window"])
 
 
-def build_ignn(ctx: BuildContext) -> tuple[SRModule, TrainPlan]:
+def build_ignn(ctx: BuildContext, recipe: str = "table") -> tuple[SRModule, TrainPlan]:
+    """IGNN under MASRGAN's Table protocol, or ``recipe="own"`` (the official config.py schedule)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = psnr_training(ctx, cfg, recipe)
     net = build_network(ctx)
-    module = SRModule(net, ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999), milestones=cfg["milestones"], gamma=0.5,
+    module = SRModule(net, ctx.scale, lr=tr["lr"], betas=(0.9, 0.999), milestones=tr["milestones"], gamma=0.5,
                       loss="l1")
     notes = "VGG19 graph embedding randomly initialised (smoke)" if net.graph.embedding.random_init else ""
-    return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"], notes=notes)
+    return module, TrainPlan(max_steps=tr["steps"], batch_size=tr["batch"], patch_size=tr["patch"], notes=notes)

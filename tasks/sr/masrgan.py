@@ -12,12 +12,13 @@ Paper settings (Sec. 3.3-3.4, 4.2, 4.4):
   features at "the second convolution (after activation) before the second max-pooling", i.e.
   relu2_2 (Eq. 5), weight 1;
 - Adam lr 1e-4 (default betas 0.9/0.999) for G and D, halved every 2,000 iterations; batch 16;
-  no data augmentation.
+  no data augmentation (the Table protocol, tasks/sr/protocol.py).
 
 Where the paper is silent we follow the field: like SRGAN and ESRGAN, the GAN starts from the
-L1-trained generator, here MASRNet's whole schedule (20,000 iterations, so MASRGAN's generator is
-MASRNet before adversarial training, as Sec. 1 describes the pair); the halving schedule restarts
-at lr 1e-4 when the GAN phase begins and runs 20,000 GAN iterations; HR patch 128 (VGG128's input);
+L1-trained generator, here the trained MASRNet itself (MethodSpec.init_from = "masrnet": one
+pre-training shared by MASRGAN and its Table 3 variants, so MASRGAN's generator is MASRNet before
+adversarial training, as Sec. 1 describes the pair); the halving starts again at lr 1e-4 and runs
+20,000 GAN iterations; HR patch 128 (VGG128's input);
 discriminators at their papers' widths (64 base channels; PatchGAN with 3 stride layers, the 70x70
 receptive field).  Discriminator sizes at patch 128: PatchGAN 2,765,633 parameters, VGG128
 14,499,401, SRGAN "VGG16" 38,243,713 (23,563,649 at its own 96px input).
@@ -27,52 +28,38 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import nn
-from torch.optim import Adam
-from torch.optim.lr_scheduler import LambdaLR
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.discriminators import PatchGANDiscriminator, SRGANDiscriminator, VGGStyleDiscriminator
 from tasks.common.losses import PerceptualLoss
 from tasks.sr import masrnet
-from tasks.sr.module import SRGANModule
+from tasks.sr.module import SRGANModule, load_generator
+from tasks.sr.protocol import halving_milestones, masrgan_protocol
 
 Discriminator = Literal["patchgan", "vgg128", "vgg16"]
 DISCRIMINATORS: tuple[str, ...] = ("patchgan", "vgg128", "vgg16")
 
 
-class PhaseHalving:
-    """lr factor 0.5 ** (iterations since the phase began // ``every``); phases: L1, then GAN."""
-
-    def __init__(self, pretrain_steps: int, every: int):
-        self.pretrain_steps, self.every = pretrain_steps, every
-
-    def __call__(self, iteration: int) -> float:
-        start = self.pretrain_steps if iteration >= self.pretrain_steps else 0
-        return 0.5 ** ((iteration - start) // self.every)
-
-
 class MASRGANModule(SRGANModule):
-    """SRGANModule with the paper's step halving, restarted at lr 1e-4 when the GAN phase begins.
+    """SRGANModule with MASRGAN's losses (Eq. 4-7) and the Table protocol's step halving.
 
-    (MultiStepLR cannot restart: a single schedule over both phases would start the GAN at 2e-7.)
+    From a trained MASRNet (``pretrain_steps`` 0) the GAN phase halves from lr 1e-4 every
+    ``halve_every`` iterations; with ``pretrain_steps`` > 0 the generator is first trained on L1 in
+    this run and the halving restarts at lr 1e-4 when the GAN phase begins.
     """
 
-    def __init__(self, net: nn.Module, discriminator: nn.Module, scale: int, perceptual: PerceptualLoss,
-                 pretrain_steps: int, halve_every: int = 2_000, w_pix: float = 0.01, w_per: float = 1.0,
-                 w_adv: float = 0.005, lr: float = 1e-4):
+    def __init__(self, net: nn.Module, discriminator: nn.Module, scale: int, perceptual: PerceptualLoss | None,
+                 pretrain_steps: int, halve_every: int = 2_000, gan_steps: int = 20_000, w_pix: float = 0.01,
+                 w_per: float = 1.0, w_adv: float = 0.005, lr: float = 1e-4):
+        milestones = halving_milestones(pretrain_steps, halve_every) + tuple(
+            pretrain_steps + m for m in halving_milestones(gan_steps, halve_every))
         super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv,
-                         gan="vanilla", pretrain_steps=pretrain_steps, lr=lr, betas=(0.9, 0.999), loss="l1")
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        opt_g = Adam(self.net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-        opt_d = Adam(self.discriminator.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-        schedule = PhaseHalving(hp.pretrain_steps, hp.halve_every)
-        return [opt_g, opt_d], [LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)]
+                         gan="vanilla", pretrain_steps=pretrain_steps, lr=lr, betas=(0.9, 0.999), loss="l1",
+                         milestones=milestones, gamma=0.5, restart_at=pretrain_steps)
+        self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
 
 
-PAPER = dict(pretrain_steps=masrnet.PAPER["steps"], gan_steps=20_000, d_nf=64)
-SMOKE = dict(pretrain_steps=60, gan_steps=5, d_nf=8)
+D_NF = {"paper": 64, "smoke": 8}      # discriminator base width
 
 
 def build_discriminator(kind: Discriminator, in_ch: int, nf: int, patch: int) -> nn.Module:
@@ -87,17 +74,29 @@ def build_discriminator(kind: Discriminator, in_ch: int, nf: int, patch: int) ->
 
 
 def build_masrgan(ctx: BuildContext, discriminator: Discriminator = "patchgan") -> tuple[MASRGANModule, TrainPlan]:
-    g_cfg = masrnet.config(ctx)
-    cfg = PAPER if ctx.profile == "paper" else SMOKE
+    """MASRGAN from the trained MASRNet generator (``ctx.init_checkpoint``: the runner's final MASRNet
+    checkpoint, MethodSpec.init_from = "masrnet"), then the Table protocol's GAN phase.
+
+    Without a checkpoint (a direct call, a unit test) the generator is pre-trained in this run on L1
+    for the protocol's PSNR phase first: the same recipe (Sec. 1: MASRGAN's generator is MASRNet),
+    run in one process instead of two; the plan's notes say so.
+    """
+    p = masrgan_protocol(ctx)
     per = PerceptualLoss(("relu2_2",), criterion="mse", arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
-    disc = build_discriminator(discriminator, ctx.in_channels, cfg["d_nf"], g_cfg["patch"])
-    module = MASRGANModule(masrnet.build_network(ctx, "mix"), disc, ctx.scale, per,
-                           pretrain_steps=cfg["pretrain_steps"], halve_every=g_cfg["halve_every"],
-                           lr=g_cfg["lr"])
-    notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
-    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=g_cfg["batch"],
-                             patch_size=g_cfg["patch"], notes=notes)
+    disc = build_discriminator(discriminator, ctx.in_channels, D_NF[ctx.profile], p.patch)
+    net = masrnet.build_network(ctx, "mix")
+    notes = ["VGG19 randomly initialised (smoke)"] if per.random_init else []
+    if ctx.init_checkpoint is not None:
+        load_generator(net, ctx.init_checkpoint)
+        pretrain = 0
+    else:
+        pretrain = p.psnr_steps
+        notes.append("MASRNet generator pre-trained in this run (no init checkpoint)")
+    module = MASRGANModule(net, disc, ctx.scale, per, pretrain_steps=pretrain, halve_every=p.halve_every,
+                           gan_steps=p.gan_steps, lr=p.lr)
+    return module, TrainPlan(max_steps=pretrain + p.gan_steps, batch_size=p.batch, patch_size=p.patch,
+                             notes="; ".join(notes))
 
 
 def build_masrgan_d_vgg16(ctx: BuildContext) -> tuple[MASRGANModule, TrainPlan]:

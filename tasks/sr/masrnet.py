@@ -23,8 +23,18 @@ leave one hidden unit per group); spatial attention a 7x7 conv per group (CBAM's
 Woo et al. 2018) on the group's features; the two weighted maps are added (scSE's merge, Roy et al.
 2018); channel shuffle as ShuffleNet's.  Upsampling: one transposed conv of stride s, kernel 2s,
 padding s/2 (DBPN's x4 deconvolution, kernel a multiple of the stride against checkerboards), no
-activation (RCAN's upsampler is linear too).  HR training patch 128 (the ESRGAN/BasicSR size that
-MASRGAN's VGG128 discriminator is built for), 20,000 iterations (9 halvings: the last 2,000 run at lr 2e-7).
+activation (RCAN's upsampler is linear too).  Training: the Table protocol (tasks/sr/protocol.py): HR
+patch 128, 20,000 iterations (9 halvings: the last 2,000 run at lr 2e-7).
+
+Channel shuffle: a NO-OP here, said plainly.  The paper shuffles after the grouped attention "so that
+the next RMAB sees the features in a different grouping", but the next RMAB begins with a dense 3x3
+conv (Fig. 3 shows no grouped convolution), which sees every channel whatever their order.
+Relabelling every feature channel of the network by the inverse shuffle maps it onto the network
+without the shuffle: the dense convs absorb the relabelling in their weights, the identity skips and
+the attention are unchanged by it.  So the network with the shuffle computes exactly the functions
+the network without it computes (test_masrnet maps one onto the other's weights and compares outputs).  It would act
+only with grouped convolutions around it (ResNeXt / ShuffleNet), which the paper does not describe;
+we keep the paper's dense convs and keep the shuffle, as drawn, for the record.
 At the paper settings MASRNet has 16,189,539 parameters (mix; none 15,443,139, channel 15,561,539,
 spatial 16,071,139); the paper prints no count and no official code is public.
 """
@@ -37,6 +47,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.sr.module import SRModule
+from tasks.sr.protocol import psnr_training
 
 Attention = Literal["none", "channel", "spatial", "mix"]
 ATTENTIONS: tuple[str, ...] = ("none", "channel", "spatial", "mix")
@@ -135,10 +146,9 @@ class MASRNet(nn.Module):
         return self.tail(self.upsample(feat))
 
 
-PAPER = dict(nf=64, n_rob=10, n_rmab=20, groups=4, hidden=4, spatial_kernel=7, patch=128, batch=16,
-             steps=20_000, halve_every=2_000, lr=1e-4)
-SMOKE = dict(nf=8, n_rob=1, n_rmab=1, groups=2, hidden=2, spatial_kernel=3, patch=32, batch=4,
-             steps=100, halve_every=1_000, lr=1e-3)
+# network sizes; training: the Table protocol of tasks/sr/protocol.py (MASRGAN's own Sec. 4.2)
+PAPER = dict(nf=64, n_rob=10, n_rmab=20, groups=4, hidden=4, spatial_kernel=7)
+SMOKE = dict(nf=8, n_rob=1, n_rmab=1, groups=2, hidden=2, spatial_kernel=3)
 
 
 def config(ctx: BuildContext) -> dict:
@@ -151,17 +161,12 @@ def build_network(ctx: BuildContext, attention: Attention = "mix") -> MASRNet:
                    cfg["hidden"], cfg["spatial_kernel"], attention, ctx.scale)
 
 
-def halving_milestones(steps: int, every: int) -> tuple[int, ...]:
-    """Sec. 4.2: the learning rate "was halved every 2000 iterations"."""
-    return tuple(range(every, steps, every))
-
-
 def build_masrnet(ctx: BuildContext, attention: Attention = "mix") -> tuple[SRModule, TrainPlan]:
-    """MASRNet on L1 (Sec. 4.2): Adam 1e-4, halved every 2,000 iterations, batch 16."""
-    cfg = config(ctx)
-    module = SRModule(build_network(ctx, attention), ctx.scale, lr=cfg["lr"], betas=(0.9, 0.999),
-                      milestones=halving_milestones(cfg["steps"], cfg["halve_every"]), gamma=0.5, loss="l1")
-    return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=cfg["patch"])
+    """MASRNet on L1 (Sec. 4.2): Adam 1e-4, halved every 2,000 iterations, batch 16 (the Table protocol)."""
+    tr = psnr_training(ctx, {}, "table")
+    module = SRModule(build_network(ctx, attention), ctx.scale, lr=tr["lr"], betas=(0.9, 0.999),
+                      milestones=tr["milestones"], gamma=0.5, loss="l1")
+    return module, TrainPlan(max_steps=tr["steps"], batch_size=tr["batch"], patch_size=tr["patch"])
 
 
 def build_masrnet_att_none(ctx: BuildContext) -> tuple[SRModule, TrainPlan]:

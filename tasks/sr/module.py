@@ -12,7 +12,8 @@ from torch import nn
 from tasks.common.evaluation import EvaluatedModule
 from tasks.common.gan import ManualGANSteps
 from tasks.common.losses import PerceptualLoss, d_loss, g_loss, pixel_loss
-from tasks.common.roi import points_to_mask
+from tasks.common.roi import points_to_disc_mask
+from tasks.sr.protocol import StepSchedule
 
 
 def _module_args(obj) -> list[str]:
@@ -26,7 +27,8 @@ def _module_args(obj) -> list[str]:
 
 
 class SRModule(EvaluatedModule):
-    """LR -> SR network trained on a pixel loss with Adam and a step-wise MultiStepLR schedule.
+    """LR -> SR network trained on a pixel loss with Adam and a step-wise schedule (x ``gamma`` at every
+    milestone iteration; from ``restart_at`` > 0 on the lr restarts: :class:`~tasks.sr.protocol.StepSchedule`).
 
     A network without parameters (nearest, bicubic) is training-free: the runner only tests it.
     """
@@ -34,7 +36,8 @@ class SRModule(EvaluatedModule):
     optimizer_steps_per_batch = 1  # Lightning counts optimizer steps; the runner counts iterations
 
     def __init__(self, net: nn.Module, scale: int, lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.999),
-                 milestones: Sequence[int] = (), gamma: float = 0.5, loss: str = "l1", weight_decay: float = 0.0):
+                 milestones: Sequence[int] = (), gamma: float = 0.5, loss: str = "l1", weight_decay: float = 0.0,
+                 restart_at: int = 0, restart_scale: float = 1.0):
         super().__init__()
         self.net, self.scale = net, scale
         self.save_hyperparameters(ignore=_module_args(self))
@@ -54,10 +57,10 @@ class SRModule(EvaluatedModule):
         return batch["lr"][:1]
 
     def restore(self, batch):
-        """Mask (for the region metrics): the ROI_SIZE squares around ``batch["points"]`` (CRCH nuclei)."""
+        """Mask (for the region metrics): nucleus discs around ``batch["points"]`` (CRCH nuclei; roi.py)."""
         lr, hr = batch["lr"], batch["hr"]
         shown = F.interpolate(lr, scale_factor=self.scale, mode="nearest")
-        mask = points_to_mask(batch["points"], hr.shape[-2:]) if "points" in batch else None
+        mask = points_to_disc_mask(batch["points"], hr.shape[-2:]) if "points" in batch else None
         return self(lr), hr, mask, shown
 
     def training_step(self, batch, batch_idx):
@@ -72,8 +75,12 @@ class SRModule(EvaluatedModule):
     def _adam(self, params):
         hp = self.hparams
         opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
-        return opt, sched
+        return opt, self._schedule(opt)
+
+    def _schedule(self, opt) -> torch.optim.lr_scheduler.LambdaLR:
+        hp = self.hparams
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, StepSchedule(hp.milestones, hp.gamma, hp.get("restart_at", 0), hp.get("restart_scale", 1.0)))
 
     def configure_optimizers(self):
         opt, sched = self._adam(self.net.parameters())
@@ -92,8 +99,9 @@ class SRGANModule(ManualGANSteps, SRModule):
                  w_pix: float = 1e-2, w_per: float = 1.0, w_adv: float = 5e-3, gan: str = "ragan",
                  pretrain_steps: int = 0, lr: float = 1e-4, lr_d: float | None = None,
                  betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5,
-                 loss: str = "l1"):
-        super().__init__(net, scale, lr=lr, betas=betas, milestones=milestones, gamma=gamma, loss=loss)
+                 loss: str = "l1", restart_at: int = 0, restart_scale: float = 1.0):
+        super().__init__(net, scale, lr=lr, betas=betas, milestones=milestones, gamma=gamma, loss=loss,
+                         restart_at=restart_at, restart_scale=restart_scale)
         self.save_hyperparameters(ignore=_module_args(self))
         self.discriminator, self.perceptual = discriminator, perceptual
         self.automatic_optimization = False
@@ -102,8 +110,7 @@ class SRGANModule(ManualGANSteps, SRModule):
         opt_g, s_g = self._adam(self.net.parameters())
         hp = self.hparams
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d or hp.lr, betas=tuple(hp.betas))
-        s_d = torch.optim.lr_scheduler.MultiStepLR(opt_d, milestones=list(hp.milestones), gamma=hp.gamma)
-        return [opt_g, opt_d], [s_g, s_d]
+        return [opt_g, opt_d], [s_g, self._schedule(opt_d)]
 
     def generator_loss(self, sr, hr) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -122,3 +129,17 @@ class SRGANModule(ManualGANSteps, SRModule):
         return self.adversarial_step(lambda: self.generator_loss(sr, hr),
                                      lambda: d_loss(self.discriminator(hr), self.discriminator(sr.detach()),
                                                     self.hparams.gan))
+
+
+def load_generator(net: nn.Module, checkpoint, prefix: str = "net.") -> None:
+    """Load a trained generator into ``net`` from a runner checkpoint (MethodSpec.init_from): the
+    weights under ``prefix`` of its "state_dict".  Every key must match (a clear error otherwise)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{checkpoint} holds no '{prefix}*' weights to initialise the generator from")
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint} does not fit this generator: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]} (was it trained with another configuration?)")

@@ -23,7 +23,7 @@ perceptions of structure, luminance, and contrast"):
   bicubic), which is how a WSI's 20x pyramid level is itself made from the 40x scan.
 * Loss per level: L1 + (1 - SSIM)/2 (kornia's SSIM loss, 11x11 window) + 1e-3 x the standard
   (non-saturating BCE) adversarial loss (SRGAN's weight), summed over levels.
-* Schedule (SRGAN Sec. 3.2): Adam beta1 0.9, lr 1e-4; the generator is first trained on the pixel
+* Schedule: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; ``recipe="own"`` (SRGAN Sec. 3.2): Adam beta1 0.9, lr 1e-4; the generator is first trained on the pixel
   loss alone (SRGAN's SRResNet initialisation; 1e6 iterations), then 2e5 GAN iterations with the lr
   divided by 10 after the first 1e5; batch 16; HR patch 96.
 """
@@ -41,6 +41,7 @@ from tasks.common.discriminators import SRGANDiscriminator
 from tasks.common.layers import PixelShuffleUpsampler
 from tasks.common.losses import d_loss, g_loss
 from tasks.sr.module import SRGANModule
+from tasks.sr.protocol import gan_training
 
 
 class SRResNetBlock(nn.Module):
@@ -100,10 +101,10 @@ class MultilevelGANModule(SRGANModule):
 
     def __init__(self, net: MultilevelGenerator, discriminator: nn.ModuleList, scale: int, w_pix: float = 1.0,
                  w_ssim: float = 1.0, w_adv: float = 1e-3, gan: str = "vanilla", pretrain_steps: int = 0,
-                 lr: float = 1e-4, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1):
+                 lr: float = 1e-4, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1, restart_at: int = 0):
         super().__init__(net, discriminator, scale, perceptual=None, w_pix=w_pix, w_per=0.0, w_adv=w_adv, gan=gan,
                          pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
-                         loss="l1")
+                         loss="l1", restart_at=restart_at)
         self.save_hyperparameters(ignore=["net", "discriminator"])
 
     def level_targets(self, hr: torch.Tensor) -> list[torch.Tensor]:
@@ -134,14 +135,18 @@ PAPER = dict(nf=64, n_blocks=16, d_nf=64, patch=96, batch=16, pretrain_steps=1_0
 SMOKE = dict(nf=8, n_blocks=1, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=6, milestones=(), lr=1e-3)
 
 
-def build_qegan(ctx: BuildContext) -> tuple[MultilevelGANModule, TrainPlan]:
+def build_qegan(ctx: BuildContext, recipe: str = "table") -> tuple[MultilevelGANModule, TrainPlan]:
+    """QEGAN under MASRGAN's Table protocol (pixel phase, then the GAN phase with the halving restarted),
+    or ``recipe="own"`` (the SRGAN schedule above)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = gan_training(ctx, cfg, recipe)
     net = MultilevelGenerator(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["n_blocks"], ctx.scale)
     n = len(net.levels)
-    discs = nn.ModuleList(SRGANDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"] >> (n - 1 - i))
+    discs = nn.ModuleList(SRGANDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=tr["patch"] >> (n - 1 - i))
                           for i in range(n))
     module = MultilevelGANModule(net, discs, ctx.scale, w_pix=1.0, w_ssim=1.0, w_adv=1e-3, gan="vanilla",
-                                 pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"], betas=(0.9, 0.999),
-                                 milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.1)
-    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
-                             patch_size=cfg["patch"])
+                                 pretrain_steps=tr["pretrain_steps"], lr=tr["lr"], betas=(0.9, 0.999),
+                                 milestones=tr["milestones"], gamma=0.5 if recipe == "table" else 0.1,
+                                 restart_at=tr["restart_at"])
+    return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
+                             patch_size=tr["patch"])

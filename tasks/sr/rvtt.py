@@ -3,24 +3,22 @@ Table 1 columns "T1" (whole-image tester) and "T1+T2" (+ region-of-interest test
 
 Per mini-batch, the four stages of Fig. 2 / Sec. 3, with Lightning manual optimisation:
   (1) update G on J_recon = eta |SR - HR| + L_perception (eq. 1; :mod:`tasks.sr.srnet`);
-  (2) update T1 on (real, SR) pairs of whole training images in shuffled order, eq. 2:
+  (2) update T1 on (real, SR) pairs of whole training images, eq. 2:
       J_T1 = -E[log T1(I_HR, I_SR)] - E[log(1 - T1(I_SR, I_HR))];
   (3) T1+T2 only: update T2 likewise on pairs of ROI patches (eq. 3), x_HR / x_SR cut at the same
       places: ROI_SIZE squares centred on annotated nucleus centres (:mod:`tasks.common.roi`);
   (4) update G on J_Adv against T1 (and T2), computed on a fresh SR from the stage-1-updated G.
 
 Choices where the paper is silent (field practice, ESRGAN [5] and the relativistic GAN [7]):
-  * T1, T2: :class:`~tasks.common.discriminators.PairDiscriminator`, ESRGAN's VGG-style network on the
-    channel-stacked pair -> logit "first is real".  T1 sees the 128 px training patch ("whole image"),
-    14.50 M parameters; T2 a 32 px ROI patch (same design, 3 stride-2 stages), 2.16 M.
-  * Shuffled order: in every batch a random half of the pairs is presented (real, SR) with target 1 and
-    the other half (SR, real) with target 0; binary cross-entropy on them is eq. 2 (or 3), each of its
-    two expectations estimated on half the batch (scaled by 1/2).
-  * J_Adv (defined only in the lost Fig. 2d): the same pairs with the targets swapped, i.e. G is
-    rewarded when the tester takes SR for the real one (the relativistic generator loss of [7]):
-    J_Adv = w_adv * (J_Adv^T1 + J_Adv^T2).  Stage 4 uses the adversarial loss alone (stage 1 already
+  * T1, T2: the relativistic pair test of [7], T(a, b) = sigmoid(C(a) - C(b)), on a single-image critic
+    C (:class:`~tasks.common.discriminators.RelativisticTester`); C is ESRGAN's VGG-style network ("similar
+    to [5]", BN + LeakyReLU(0.2), Linear 100 - 1).  T1's C sees the training patch ("whole image"),
+    14.50 M parameters at 128 px; T2's a 32 px ROI patch (3 stride-2 stages), 2.16 M.
+    T(a, b) = 1 - T(b, a), so the two terms of eq. 2 are equal and the order of a pair carries nothing.
+  * J_Adv (defined only in the lost Fig. 2d): eq. 2 with the roles of HR and SR swapped, [7]'s generator
+    loss: J_Adv = w_adv * (J_Adv^T1 + J_Adv^T2).  Stage 4 uses the adversarial loss alone (stage 1 already
     stepped G on J_recon); both stages share G's Adam, so w_adv sets their balance: 5e-3, ESRGAN's
-    adversarial weight against the same eta = 1e-2 L1 + conv5_4 perceptual loss.
+    adversarial weight against the same eta = 1e-2 L1 + perceptual loss.
   * ROIs: up to 4 nuclei per training patch whose 32 px square lies inside the patch (training patches
     are 128 px, so about 56 % of the nuclei qualify); with no qualifying nucleus in a batch, stage 3
     and the T2 term of stage 4 are skipped (T2's optimizer still steps, without gradients, so every
@@ -39,31 +37,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
-from tasks.common.discriminators import PairDiscriminator
+from tasks.common.discriminators import RelativisticTester, VGGStyleDiscriminator
 from tasks.common.roi import ROI_SIZE, crop_rois, sample_rois
 from tasks.sr import srnet
 from tasks.sr.srnet import ReconstructionLoss, SRNetModule
 
 
-def shuffled_pairs(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Matching (real, fake) rows -> (first, second, first_is_real) with a random half of the rows
-    swapped (a random one of the two orders when the batch is a single pair)."""
+def rvtt_loss(tester: RelativisticTester, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 / eq. 3: J_T = -E[log T(I_HR, I_SR)] - E[log(1 - T(I_SR, I_HR))] on matching pairs, with
+    T(a, b) = sigmoid(C(a) - C(b)) (the relativistic GAN [7]; both terms test HR against its own SR)."""
+    fake = fake.detach()
+    return (F.binary_cross_entropy_with_logits(tester(real, fake), torch.ones(real.shape[0], device=real.device))
+            + F.binary_cross_entropy_with_logits(tester(fake, real), torch.zeros(real.shape[0], device=real.device)))
+
+
+def adversarial_loss(tester: RelativisticTester, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """G's relativistic loss against a tester ([7]'s generator loss): eq. 2 with the roles swapped,
+    -E[log T(I_SR, I_HR)] - E[log(1 - T(I_HR, I_SR))]."""
     n = real.shape[0]
-    swap = (torch.randperm(n, device=real.device) + torch.randint(2, (), device=real.device)) % 2 == 1
-    m = swap.view(-1, *([1] * (real.ndim - 1)))
-    return torch.where(m, fake, real), torch.where(m, real, fake), (~swap).to(real.dtype)
-
-
-def rvtt_loss(tester: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Eq. 2 / eq. 3: the tester's cross-entropy at telling which image of each shuffled pair is real."""
-    first, second, first_is_real = shuffled_pairs(real, fake.detach())
-    return F.binary_cross_entropy_with_logits(tester(first, second).view(-1), first_is_real)
-
-
-def adversarial_loss(tester: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """G's relativistic loss against a tester: the same shuffled pairs, targets swapped."""
-    first, second, first_is_real = shuffled_pairs(real, fake)
-    return F.binary_cross_entropy_with_logits(tester(first, second).view(-1), 1.0 - first_is_real)
+    return (F.binary_cross_entropy_with_logits(tester(fake, real), torch.ones(n, device=real.device))
+            + F.binary_cross_entropy_with_logits(tester(real, fake), torch.zeros(n, device=real.device)))
 
 
 class RVTTModule(SRNetModule):
@@ -144,12 +137,17 @@ PAPER = srnet.PAPER | dict(t_nf=64, rois_per_image=4, w_adv=5e-3)
 SMOKE = srnet.SMOKE | dict(t_nf=8, rois_per_image=4, w_adv=5e-3, patch=64, steps=16)
 
 
+def build_tester(in_ch: int, nf: int, size: int) -> RelativisticTester:
+    """T1 / T2: the relativistic test on ESRGAN's VGG-style critic for ``size`` px images."""
+    return RelativisticTester(VGGStyleDiscriminator(in_ch, nf, input_size=size))
+
+
 def _builder(with_t2: bool):
     def build(ctx: BuildContext) -> tuple[RVTTModule, TrainPlan]:
         cfg = PAPER if ctx.profile == "paper" else SMOKE
         recon = srnet.build_reconstruction_loss(ctx, cfg, edge=False)
-        t1 = PairDiscriminator(ctx.in_channels, cfg["t_nf"], input_size=cfg["patch"])
-        t2 = PairDiscriminator(ctx.in_channels, cfg["t_nf"], input_size=ROI_SIZE) if with_t2 else None
+        t1 = build_tester(ctx.in_channels, cfg["t_nf"], cfg["patch"])
+        t2 = build_tester(ctx.in_channels, cfg["t_nf"], ROI_SIZE) if with_t2 else None
         module = RVTTModule(srnet.build_generator(ctx, cfg), ctx.scale, recon, t1, t2, roi_size=ROI_SIZE,
                             rois_per_image=cfg["rois_per_image"], w_adv=cfg["w_adv"], lr=cfg["lr"], betas=(0.9, 0.99),
                             milestones=cfg["milestones"], gamma=0.5)

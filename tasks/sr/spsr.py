@@ -22,7 +22,7 @@ relativistic-average GAN 5e-3 on the SR image (ESRGAN's VGG-128 discriminator wi
 MSE 1e-2 and relativistic GAN 5e-3 on the SR image's gradient map (a second discriminator of the
 same architecture), and L1 0.5 between the gradient branch's output and the HR gradient map.
 
-Training: G initialised from ESRGAN's PSNR-oriented RRDB model (here the same pixel-loss phase as our
+Training: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; its own recipe: G initialised from ESRGAN's PSNR-oriented RRDB model (here the same pixel-loss phase as our
 ESRGAN, on the whole generator); for the first 5000 GAN iterations only the fusion block trains
 ("Branch_init_iters"); Adam lr 1e-4, beta (0.9, 0.999) for G and both discriminators; lr halved at
 50k/100k/200k/300k; 5e5 iterations; batch 30 of 128x128 HR patches (train_spsr.json).
@@ -42,6 +42,7 @@ from tasks.common.losses import PerceptualLoss, d_loss, g_loss
 from tasks.sr import esrgan
 from tasks.sr.esrgan import RRDB
 from tasks.sr.module import SRGANModule
+from tasks.sr.protocol import gan_training
 
 
 def gradient_map(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -124,12 +125,13 @@ class SPSRModule(SRGANModule):
                  perceptual: PerceptualLoss | None, w_pix: float = 1e-2, w_per: float = 1.0, w_adv: float = 5e-3,
                  w_grad_pix: float = 1e-2, w_grad_adv: float = 5e-3, w_branch: float = 0.5,
                  pretrain_steps: int = 0, branch_init_steps: int = 5000, lr: float = 1e-4,
-                 betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5):
+                 betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5,
+                 restart_at: int = 0):
         with warnings.catch_warnings():  # the parents' save_hyperparameters see (and warn of) this module
             warnings.filterwarnings("ignore", message=".*'grad_discriminator' is an instance of `nn.Module`")
             super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv,
                              gan="ragan", pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones,
-                             gamma=gamma)
+                             gamma=gamma, restart_at=restart_at)
         self.save_hyperparameters(ignore=["net", "discriminator", "grad_discriminator", "perceptual"])
         self.grad_discriminator = grad_discriminator
 
@@ -137,7 +139,7 @@ class SPSRModule(SRGANModule):
         hp = self.hparams
         opts = [torch.optim.Adam(m.parameters(), lr=hp.lr, betas=tuple(hp.betas))
                 for m in (self.net, self.discriminator, self.grad_discriminator)]
-        return opts, [torch.optim.lr_scheduler.MultiStepLR(o, list(hp.milestones), hp.gamma) for o in opts]
+        return opts, [self._schedule(o) for o in opts]
 
     def _only_fusion_trains(self, flag: bool) -> None:
         self.net.requires_grad_(not flag)
@@ -201,14 +203,17 @@ SMOKE = dict(nf=8, nb=4, gc=4, patch=32, batch=4, pretrain_steps=60, branch_init
              milestones=(), d_nf=8, lr=1e-3)
 
 
-def build_spsr(ctx: BuildContext) -> tuple[SPSRModule, TrainPlan]:
+def build_spsr(ctx: BuildContext, recipe: str = "table") -> tuple[SPSRModule, TrainPlan]:
+    """SPSR under MASRGAN's Table protocol (pixel phase, then the GAN phase with the halving restarted),
+    or ``recipe="own"`` (the official train_spsr.json schedule above)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = gan_training(ctx, cfg, recipe)
     net = SPSRNet(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["nb"], cfg["gc"], ctx.scale)
-    disc, grad_disc = (VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=cfg["patch"]) for _ in range(2))
+    disc, grad_disc = (VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=tr["patch"]) for _ in range(2))
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir, allow_random=ctx.profile == "smoke")
-    module = SPSRModule(net, disc, grad_disc, ctx.scale, per, pretrain_steps=cfg["pretrain_steps"],
-                        branch_init_steps=cfg["branch_init_steps"], lr=cfg["lr"], betas=(0.9, 0.999),
-                        milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.5)
+    module = SPSRModule(net, disc, grad_disc, ctx.scale, per, pretrain_steps=tr["pretrain_steps"],
+                        branch_init_steps=cfg["branch_init_steps"], lr=tr["lr"], betas=(0.9, 0.999),
+                        milestones=tr["milestones"], gamma=0.5, restart_at=tr["restart_at"])
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
-    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
-                             patch_size=cfg["patch"], notes=notes)
+    return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
+                             patch_size=tr["patch"], notes=notes)

@@ -11,8 +11,8 @@ Paper settings (Sec. 3 "Architecture", "Loss function"; Sec. 3.0.1 "Training"):
      RRDBNet: 16.70 M); the paper states no count.
   J_recon = eta * |I_SR - I_HR| + L_perception (eq. 1).  eta is not stated: eq. 1 is ESRGAN's loss
      (ESRGAN names the L1 weight eta too), so eta = 1e-2 as there.  L_perception is "the VGG perception
-     loss of [Johnson et al.]"; ESRGAN's version of it is used (L1 distance of ImageNet-VGG19 conv5_4
-     features, before the activation, weight 1), the one ESRGAN's eq. 1 pairs with eta.
+     loss of [Johnson et al. 2016]", as cited: Johnson's feature reconstruction loss for SR, the squared
+     L2 distance of ImageNet-VGG16 relu2_2 features normalised by their size (C*H*W: an MSE), weight 1.
   SRNet-w ("SRNet-w has edge weighting in J_recon()", Table 1 caption): adds the edge term of ref. [2]
      (Rivenson et al., Optica 2017, "mean square error with an edge weighting term"; its text was not
      available here to check the exact form or weight): lambda_e * mean ||S(I_SR) - S(I_HR)||^2 with S
@@ -113,13 +113,13 @@ def build_generator(ctx: BuildContext, cfg: dict) -> SRNet:
 
 
 def build_reconstruction_loss(ctx: BuildContext, cfg: dict, edge: bool) -> ReconstructionLoss:
-    per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir,
+    per = PerceptualLoss(("relu2_2",), criterion="mse", arch="vgg16", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
     return ReconstructionLoss(per, eta=cfg["eta"], w_per=1.0, edge_weight=cfg["edge_weight"] if edge else 0.0)
 
 
 def vgg_note(recon: ReconstructionLoss) -> str:
-    return "VGG19 randomly initialised (smoke)" if recon.perceptual.random_init else ""
+    return "VGG16 randomly initialised (smoke)" if recon.perceptual.random_init else ""
 
 
 def _builder(edge: bool):

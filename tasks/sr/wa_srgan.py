@@ -23,6 +23,7 @@ is per sample) and no sigmoid; its Dense(1024)-LeakyReLU-Dense(1) head is applie
 pooling (as 1x1 convs), which keeps the head size-independent (SRGAN's flatten would give a 134 M
 parameter layer at 256x256).
 
+Schedule: MASRGAN's Table protocol (tasks/sr/protocol.py) in Table 1; ``recipe="own"`` as follows.
 Losses and schedule: L_G = VGG19 relu5_4 MSE (SRGAN's "VGG54" content loss; weight 1 as features
 come from ImageNet-normalised inputs, SRGAN's 1/12.75^2 rescaling is for its 0-255 features)
 + 1e-3 * (-E[D(G(x))]) (SRGAN's adversarial weight); L_D = E[D(G(x))] - E[D(y)] + 10 * GP
@@ -44,6 +45,7 @@ from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.layers import PixelShuffleUpsampler, SelfAttention2d
 from tasks.common.losses import PerceptualLoss
 from tasks.sr.module import SRGANModule
+from tasks.sr.protocol import gan_training
 
 
 def _wn_conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Module:
@@ -116,10 +118,10 @@ class WGANGPSRModule(SRGANModule):
                  w_pix: float = 0.0, w_per: float = 1.0, w_adv: float = 1e-3, gp_weight: float = 10.0,
                  n_critic: int = 5, pretrain_steps: int = 0, lr: float = 1e-4,
                  pretrain_betas: Sequence[float] = (0.9, 0.999), betas: Sequence[float] = (0.0, 0.9),
-                 milestones: Sequence[int] = (), gamma: float = 0.1, loss: str = "mse"):
+                 milestones: Sequence[int] = (), gamma: float = 0.1, loss: str = "mse", restart_at: int = 0):
         super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv, gan="wgan-gp",
                          pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
-                         loss=loss)
+                         loss=loss, restart_at=restart_at)
         self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
 
     def configure_optimizers(self):
@@ -127,7 +129,7 @@ class WGANGPSRModule(SRGANModule):
         first = hp.pretrain_betas if hp.pretrain_steps else hp.betas
         opt_g = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=tuple(first))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-        scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(hp.milestones), hp.gamma) for o in (opt_g, opt_d)]
+        scheds = [self._schedule(o) for o in (opt_g, opt_d)]
         return [opt_g, opt_d], scheds
 
     def generator_loss(self, sr, hr) -> dict[str, torch.Tensor]:
@@ -179,15 +181,19 @@ SMOKE = dict(nf=8, n_blocks=1, widen=2, d_nf=8, patch=32, batch=4, pretrain_step
              milestones=(), lr=1e-3)
 
 
-def build_wa_srgan(ctx: BuildContext) -> tuple[WGANGPSRModule, TrainPlan]:
+def build_wa_srgan(ctx: BuildContext, recipe: str = "table") -> tuple[WGANGPSRModule, TrainPlan]:
+    """WA-SRGAN under MASRGAN's Table protocol (pixel phase, then the GAN phase with the halving
+    restarted), or ``recipe="own"`` (the SRGAN / WGAN-GP schedule above)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
+    tr = gan_training(ctx, cfg, recipe)
     net = WideAttentionGenerator(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["n_blocks"], cfg["widen"], ctx.scale)
     critic = WassersteinCritic(ctx.in_channels, cfg["d_nf"])
     per = PerceptualLoss(("relu5_4",), criterion="mse", arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
     module = WGANGPSRModule(net, critic, ctx.scale, per, w_per=1.0, w_adv=1e-3, gp_weight=10.0,
-                            n_critic=cfg["n_critic"], pretrain_steps=cfg["pretrain_steps"], lr=cfg["lr"],
-                            milestones=tuple(m + cfg["pretrain_steps"] for m in cfg["milestones"]), gamma=0.1)
+                            n_critic=cfg["n_critic"], pretrain_steps=tr["pretrain_steps"], lr=tr["lr"],
+                            milestones=tr["milestones"], gamma=0.5 if recipe == "table" else 0.1,
+                            restart_at=tr["restart_at"])
     notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
-    return module, TrainPlan(max_steps=cfg["pretrain_steps"] + cfg["gan_steps"], batch_size=cfg["batch"],
-                             patch_size=cfg["patch"], notes=notes)
+    return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
+                             patch_size=tr["patch"], notes=notes)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark.specs import BuildContext, TrainPlan
 from datamodules.base import MissingDataError
 from datamodules.pathimgsr import PathImgSRDataModule, main
 from datamodules.pathimgsr_builder import (BuildSettings, SlideSkipped, build, choose_levels, read_asap_annotation,
                                            register)
+from datamodules.pathimgsr_registration import RegistrationCheck
 from datamodules.sr_pairs import bicubic_lr
 from datamodules.wsi_pyramid import load_base_image, pyramid_from_slide, write_pyramid
 
@@ -151,9 +151,7 @@ def _pooled_error(lr: torch.Tensor, hr: torch.Tensor) -> float:
 
 def test_datamodule_smoke_profile_shapes_and_aligned_crops(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRBENCH_CACHE", str(tmp_path / "cache"))
-    ctx = BuildContext(task="sr", dataset="pathimgsr_x4", profile="smoke", scale=4, in_channels=3,
-                       weights_dir=tmp_path)
-    dm = PathImgSRDataModule.for_profile(ctx, TrainPlan(max_steps=2, batch_size=4, patch_size=32))
+    dm = PathImgSRDataModule.for_profile("smoke", scale=4, patch=32, batch_size=4)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["lr"].shape == (4, 3, 8, 8) and batch["hr"].shape == (4, 3, 32, 32)
@@ -161,7 +159,9 @@ def test_datamodule_smoke_profile_shapes_and_aligned_crops(tmp_path, monkeypatch
     # LR is the pyramid's 4x box average of the HR area: aligned crops match, shifted ones do not
     assert _pooled_error(batch["lr"], batch["hr"]) < 0.04
     assert _pooled_error(batch["lr"], batch["hr"].roll(4, -1)) > 2 * _pooled_error(batch["lr"], batch["hr"])
-    assert len(dm.test_set) == 10 and len(dm.val_set) == 4
+    assert len(dm.test_set) == 10 and len(dm.val_set) == 4 and len(dm.train_set) == 48
+    slides = {p.name.split("_tissue_")[0] for p in dm.test_set.hr_paths}    # both slides in the test split
+    assert len(slides) == 2
     item = dm.test_set[0]
     assert item["lr"].shape == (3, 32, 32) and item["hr"].shape == (3, 128, 128) and item["index"] == 0
     flips = PathImgSRDataModule(dm.root, patch=32, augment=True, batch_size=8)
@@ -169,16 +169,14 @@ def test_datamodule_smoke_profile_shapes_and_aligned_crops(tmp_path, monkeypatch
     for i in range(6):
         it = flips.train_set[i]
         assert _pooled_error(it["lr"][None], it["hr"][None]) < 0.04
-    again = PathImgSRDataModule.for_profile(ctx, TrainPlan(max_steps=2, batch_size=4, patch_size=32))
+    again = PathImgSRDataModule.for_profile("smoke", scale=4, patch=32, batch_size=4)
     assert again.root == dm.root                                   # the cached build is reused
 
 
 def test_paper_profile_without_the_build_names_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRBENCH_DATA", str(tmp_path))
-    ctx = BuildContext(task="sr", dataset="pathimgsr_x4", profile="paper", scale=4, in_channels=3,
-                       weights_dir=tmp_path)
     with pytest.raises(MissingDataError, match="python -m datamodules.pathimgsr build"):
-        PathImgSRDataModule.for_profile(ctx, TrainPlan(max_steps=1))
+        PathImgSRDataModule.for_profile("paper", scale=4)
 
 
 def test_write_pyramid_crops_to_exact_downsamples(tmp_path):
@@ -196,3 +194,46 @@ def test_worker_processes_give_the_same_pairs(tmp_path, pyramids):
     assert report.new_pairs == 14
     strip = lambda out: [{k: v for k, v in r.items()} for r in _rows(out)]  # noqa: E731
     assert strip(tmp_path / "serial") == strip(tmp_path / "parallel")
+
+
+def test_registration_qc_rejects_low_ncc_and_border_offsets(tmp_path, pyramids):
+    check = RegistrationCheck(min_ncc=0.5)
+    assert check.reject_reason(2, 2, 0.9, 4) is None
+    assert check.reject_reason(2, 2, 0.3, 4) == "low_ncc" and check.reject_reason(2, 2, float("nan"), 4) == "low_ncc"
+    assert check.reject_reason(0, 2, 0.9, 4) == "border_offset" == check.reject_reason(2, 4, 0.9, 4)
+    slides = _slides_dir(tmp_path, pyramids, {"os1": "os1", "cmu": "cmu"})
+    strict = BuildSettings(**{**TINY.__dict__, "min_ncc": 0.9999, "attempts_per_pair": 3})
+    report = build(slides, tmp_path / "out", settings=strict)
+    done = json.loads((tmp_path / "out" / "build.json").read_text())
+    kept = sum(report.counts.values())
+    assert done["registration_rejected"]["low_ncc"] > 0 and kept < 14 and report.shortfall
+    assert all(float(r["ncc"]) >= 0.9999 for r in _rows(tmp_path / "out"))
+
+
+def test_every_slide_skipped_says_why_in_one_error(tmp_path, pyramids):
+    slides = _slides_dir(tmp_path, pyramids, {"os1": "os1", "cmu": "cmu"})
+    with pytest.raises(FileNotFoundError, match="no slide has a level 64x coarser.*needs real optical pairs"):
+        build(slides, tmp_path / "out", settings=BuildSettings(**{**TINY.__dict__, "scale": 64}))
+
+
+def test_region_split_gives_every_slide_both_splits_and_disjoint_test_pairs(tmp_path, pyramids):
+    slides = _slides_dir(tmp_path, pyramids, {"os1": "os1", "cmu": "cmu"})
+    settings = BuildSettings(**{**TINY.__dict__, "split_by": "region", "test_fraction": 0.3, "n_test": (6, 6)})
+    report = build(slides, tmp_path / "out", settings=settings)
+    assert report.splits["train"] == report.splits["test"] == ["cmu", "os1"]
+    rows = _rows(tmp_path / "out")
+    done = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert "overlapping_test_pairs_dropped" in done and report.counts["test/tissue"] == 12
+    for slide in ("os1", "cmu"):
+        with openslide.OpenSlide(slides / f"{slide}.tif") as s:
+            width = s.dimensions[0]
+        boundary = 0.7 * width
+        mine = [r for r in rows if r["slide"] == slide]
+        assert {r["split"] for r in mine} == {"train", "test"}
+        # HR windows (68 px at level 0) of train pairs end before the boundary, test ones start after it
+        assert all(int(r["hr_x"]) + 64 <= boundary for r in mine if r["split"] == "train")
+        assert all(int(r["hr_x"]) >= boundary for r in mine if r["split"] == "test")
+        test = [(int(r["lr_x"]), int(r["lr_y"])) for r in mine if r["split"] == "test"]
+        ext = 16 * 4                                                   # LR 16 px at downsample 4, level 0
+        for i, (x, y) in enumerate(test):
+            assert all(abs(x - x2) >= ext or abs(y - y2) >= ext for x2, y2 in test[i + 1:])

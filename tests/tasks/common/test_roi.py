@@ -7,7 +7,7 @@ import torch
 from datamodules.base import read_rgb
 from datamodules.crchisto import load_records
 from datamodules.sr_pairs import _pad_points
-from tasks.common.roi import ROI_SIZE, crop_rois, points_to_mask, sample_rois
+from tasks.common.roi import NUCLEUS_RADIUS, ROI_SIZE, crop_rois, points_to_disc_mask, points_to_mask, sample_rois
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,35 @@ def test_points_to_mask_is_the_union_of_clipped_squares(crch_batch):
         x, y = rec.nuclei.round().long().clamp(0, 499).T
         assert real[b, 0, y, x].all()
         assert 0.05 < real[b].mean() < 1.0
+
+
+def test_disc_mask_by_hand_and_nucleus_scale_on_crch(crch_batch):
+    pts = torch.tensor([[[5.0, 5.0], [0.0, 9.0], [float("nan"), float("nan")]]])
+    m = points_to_disc_mask(pts, (10, 12), radius=2)[0, 0]
+    yy, xx = torch.meshgrid(torch.arange(10), torch.arange(12), indexing="ij")
+    expected = ((xx - 5) ** 2 + (yy - 5) ** 2 <= 4) | ((xx - 0) ** 2 + (yy - 9) ** 2 <= 4)   # clipped at the border
+    assert torch.equal(m.bool(), expected)
+    assert points_to_disc_mask(torch.full((1, 3, 2), float("nan")), (8, 8)).sum() == 0      # no nucleus: empty
+    # on the real CRCH annotations the discs cover a nucleus-scale share of the image, far below the squares
+    hr, points, _ = crch_batch
+    discs = points_to_disc_mask(points, hr.shape[-2:]).mean().item()
+    squares = points_to_mask(points, hr.shape[-2:]).mean().item()
+    assert NUCLEUS_RADIUS == 7 and 0.01 < discs < 0.4 and discs < squares / 2
+
+
+def test_region_metrics_score_nan_for_an_empty_mask_and_skip_it():
+    from benchmark.metrics.psnr_ssim import RegionPSNR, RegionSSIM
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 24, 24)
+    pred = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
+    mask = torch.zeros(2, 1, 24, 24)
+    mask[0, :, 6:18, 6:18] = 1                                   # image 1: no nucleus
+    for cls in (RegionPSNR, RegionSSIM):
+        metric = cls("y", 0)
+        metric.update(pred, target, torch.tensor([0, 1]), mask=mask)
+        _, per_image = metric.per_image()
+        assert math.isfinite(per_image[0]) and math.isnan(per_image[1])
+        assert float(metric.compute()) == pytest.approx(float(per_image[0]))       # the mean skips the NaN
+        only_empty = cls("y", 0)
+        only_empty.update(pred[1:], target[1:], torch.tensor([1]), mask=mask[1:])
+        assert math.isnan(float(only_empty.compute()))

@@ -1,3 +1,5 @@
+import re
+import copy
 from pathlib import Path
 
 import lightning as L
@@ -89,6 +91,45 @@ def test_parameter_counts_at_paper_settings():
     assert counts["channel"] == counts["none"] + 200 * per_block_channel
     assert counts["spatial"] == counts["none"] + 200 * per_block_spatial
     assert counts["mix"] == counts["none"] + 200 * (per_block_channel + per_block_spatial) == 16_189_539
+
+
+def _relabelled_copy(net: MASRNet, perm: torch.Tensor) -> MASRNet:
+    """The same network without channel shuffles, its feature channels relabelled by the inverse
+    shuffle ``perm`` (shuffle(z)[c] = z[perm[c]]): dense convs absorb the relabelling."""
+    inv = torch.argsort(perm)
+    plain = copy.deepcopy(net)
+    for rob in plain.body:
+        for rmab in rob.body[:-1]:
+            rmab.attention.shuffle = nn.Identity()
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    last = len(net.body[0].body) - 1                                        # a ROB's closing conv
+    for k in list(sd):
+        w = sd[k]
+        if k.startswith("head."):                                           # out channels relabelled
+            sd[k] = w[inv]
+        elif k.startswith("upsample.") and k.endswith("weight"):            # in channels (ConvTranspose: dim 0)
+            sd[k] = w[inv]
+        elif k.startswith("body_conv.") or re.fullmatch(rf"body\.\d+\.body\.{last}\.(weight|bias)", k):
+            sd[k] = w[inv][:, inv] if w.ndim == 4 else w[inv]               # dense conv between relabelled maps
+        elif k.endswith("body.0.weight") and ".attention." not in k:        # an RMAB's first conv: its input
+            sd[k] = w[:, inv]
+    plain.load_state_dict(sd)
+    return plain
+
+
+def test_channel_shuffle_is_a_noop_the_network_without_it_computes_the_same():
+    """The docstring's claim, checked: relabel the channels and the shuffle-free network gives the same SR."""
+    torch.manual_seed(0)
+    net = MASRNet(nf=8, n_rob=2, n_rmab=2, groups=2, hidden=2, spatial_kernel=3).eval()
+    perm = net.body[0].body[0].attention.shuffle(torch.arange(8.0).view(1, 8, 1, 1)).flatten().long()
+    x = torch.rand(1, 3, 12, 12)
+    plain = _relabelled_copy(net, perm).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(x), net(x), atol=1e-5)
+        # the relabelling is what makes them equal: the shuffle-free net with the original weights differs
+        unrelabelled = copy.deepcopy(plain)
+        unrelabelled.load_state_dict(net.state_dict())
+        assert not torch.allclose(unrelabelled(x), net(x), atol=1e-3)
 
 
 def test_paper_build_follows_section_4_2():

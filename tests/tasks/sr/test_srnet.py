@@ -74,7 +74,9 @@ def test_builders_and_a_few_steps_reduce_j_recon(tmp_path, crch_items):
         build_srnet(_ctx("paper", tmp_path))
     module, plan = build_srnet_w(_ctx("smoke", tmp_path))
     assert isinstance(module, SRNetModule) and module.recon.edge_weight == 1.0 and module.recon.eta == 1e-2
-    assert plan.notes == "VGG19 randomly initialised (smoke)" and plan.patch_size == SMOKE["patch"]
+    assert plan.notes == "VGG16 randomly initialised (smoke)" and plan.patch_size == SMOKE["patch"]
+    per = module.recon.perceptual                     # Johnson et al.: VGG16 relu2_2, squared L2 (mean)
+    assert per.vgg.ids == [8] and isinstance(per.crit, torch.nn.MSELoss) and len(per.vgg.features) == 9
     assert PAPER["steps"] == 500_000 and PAPER["milestones"] == (100_000, 200_000, 300_000, 400_000)
     # with the edge term and the (random, smoke) VGG perceptual term, a few steps on one real batch reduce J_recon
     module.hparams.lr = 1e-3
