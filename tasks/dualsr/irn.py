@@ -9,8 +9,10 @@ kernel is a buffer here, a frozen Parameter upstream).  Losses (tasks/dualsr/mod
 lambda_fit_forw 4 (x2) / 16 (x4) on the sum-L2 LR fit, lambda_rec_back 1 (sum-Charbonnier), lambda_ce_forw
 1 (sum z^2 / B); straight-through quantised LR into the up pass with z ~ N(0, 1); Adam 2e-4
 (0.9, 0.999), weight decay 1e-5, gradient clip 10.  Training length follows SNADN's data protocol
-(100 epochs of the 16,000-patch split at batch 16 = 100k iterations, halved at 20/40/60/80 %), not IRN's
-500k iterations on DIV2K crops of 144 (spec Sec. 3, N).
+(100 epochs of the 16,000-patch split at IRN's batch 16 and GT crop 144 = 100k iterations, halved at
+20/40/60/80 %), not IRN's 500k iterations on DIV2K (spec Sec. 3, N).  Smoke: 4 blocks per level,
+growth 8, lr 1e-3, 40 iterations -- far too few for an invertible net, whose up pass starts by turning
+the N(0, 1) latent into HR noise: its smoke rows sit well below bicubic.
 """
 from __future__ import annotations
 
