@@ -16,6 +16,7 @@ from benchmark.profiles import get_profile
 from benchmark.specs import BuildContext, DatasetSpec, EvalConvention, MethodSpec, TrainPlan
 from datamodules.kather import KatherSRDataModule
 from tasks.dualsr import bicubic, irn, snadn
+from tasks.dualsr import csnl, srgan, ttsr
 
 SR_TABLE = "Table 3 (sr protocol)"
 RESCALE_TABLE = "Table 3 (rescale protocol)"
@@ -60,6 +61,13 @@ _SNADN_NOTE = "invertible reading of the text (spec R2)"
 
 METHODS: dict[str, MethodSpec] = {
     "bicubic": MethodSpec("Bicubic", "training-free", bicubic.build_bicubic, "snadn", _ALL, table=SR_TABLE),
+    "srgan": MethodSpec("SRGAN", "baseline", srgan.build_srgan, "snadn", _ALL, table=SR_TABLE, needs=("vgg19",),
+                        fidelity_note="SRGAN-VGG54; 100-epoch budget split 10:2 SRResNet pre-training : GAN"),
+    "csnl": MethodSpec("CSNL", "baseline", csnl.build_csnl, "snadn", _ALL, table=SR_TABLE,
+                       fidelity_note="official CSNLN at n_feats 64 (SNADN's 0.7 M / 1.6 M)"),
+    "ttsr": MethodSpec("TTSR", "baseline", ttsr.build_ttsr, "snadn", _ALL, table=SR_TABLE, needs=("vgg19",),
+                       fidelity="adapted", fidelity_note="x4 = official network; x2 = its x4 level dropped; "
+                       "TTSR-rec loss; reference = another training patch of the same tissue class"),
     "irn": MethodSpec("IRN", "baseline", irn.build_irn, "snadn", _ALL, table=SR_TABLE,
                       fidelity_note="official IRN (1,667,952 / 4,355,136 params); up(bicubic LR, z ~ N(0,1))"),
     "snadn": MethodSpec("SNADN", "proposed", snadn.build_snadn, "snadn", _ALL, table=SR_TABLE,
