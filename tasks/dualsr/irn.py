@@ -103,6 +103,10 @@ def build_irn(ctx: BuildContext, protocol: str = "sr") -> tuple[DualModule, Trai
         module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"])
         plan = TrainPlan(max_steps=SMOKE["steps"], batch_size=SMOKE["batch"], patch_size=SMOKE["patch"][ctx.scale],
                          notes=f"smoke: {SMOKE['blocks']} blocks/level, growth {SMOKE['gc']}, lr 1e-3")
+    if protocol == "rescale":  # the paper's Table 2 / 3 numbers are compared with this row only
+        plan = TrainPlan(max_steps=plan.max_steps, batch_size=plan.batch_size, patch_size=plan.patch_size,
+                         val_every_n_steps=plan.val_every_n_steps,
+                         notes=f"rescale protocol: up(own quantised LR, z); {plan.notes}")
     if protocol == "rescale" and load_init_state(module, ctx.init_checkpoint):
         plan = TrainPlan(max_steps=0, batch_size=plan.batch_size, patch_size=plan.patch_size,
                          notes=f"{plan.notes}; evaluates the trained `irn` network".lstrip("; "))
