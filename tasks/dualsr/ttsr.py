@@ -31,6 +31,10 @@ method its own loss / optimiser / batch / crop; SNADN states its own settings on
 TTSR in §1 (25.87 dB / 0.784 = TTSR-rec on Urban100): L1, Adam 1e-4 (LTE 1e-5), betas (0.9, 0.999),
 constant lr (the official ``decay`` default), batch 9, HR crop 160; 100 epochs of 16,000 = 177,777
 iterations.  The full TTSR recipe (+ perceptual, transferal perceptual and WGAN-GP losses) is not built.
+
+Smoke profile: 16 features, one residual block per stage, and :class:`NarrowLTE` (VGG19's layer pattern at
+1/16 width, random) in place of the VGG19 LTE, because the x2 search compares every LR pixel with every
+reference pixel (26 instead of ~370 GFLOPs per 224 px test image); the row's notes say so.
 """
 from __future__ import annotations
 
@@ -39,10 +43,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.vgg import make_layers
 
 from benchmark.specs import BuildContext, TrainPlan
 from datamodules.imresize import imresize
-from tasks.common.losses import VGGFeatures
+from tasks.common.losses import _IMAGENET_MEAN, _IMAGENET_STD, _VGG19_LAYERS, VGGFeatures
 from tasks.dualsr.module import PlainSRModule
 
 _LTE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")   # fine -> coarse: full, 1/2, 1/4 resolution
@@ -81,6 +86,24 @@ class LTE(VGGFeatures):
         super().__init__(_LTE_LAYERS[:n_levels], arch="vgg19", **vgg_kwargs)
         for p in self.features.parameters():
             p.requires_grad_(True)
+
+
+class NarrowLTE(VGGFeatures):
+    """Smoke profile only: the LTE's VGG19 layer pattern at 1/``shrink`` of its widths, seeded random.  The
+    hard-attention search costs (LR pixels)^2 x 9 C (362 GFLOPs per 224 px image at x2 with VGG's 128
+    channels), more than a CPU smoke run can afford; the paper profile always uses :class:`LTE`."""
+
+    def __init__(self, n_levels: int, shrink: int = 16):
+        nn.Module.__init__(self)  # VGGFeatures without its file loading; forward / train are its own
+        self.ids = [_VGG19_LAYERS[name] for name in _LTE_LAYERS[:n_levels]]
+        c1, c2, c3 = (c // shrink for c in _LTE_CHANNELS)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            features = make_layers([c1, c1, "M", c2, c2, "M", c3])
+        self.features = features[: max(self.ids) + 1]
+        self.random_init, self.channels = True, (c1, c2, c3)[:n_levels]
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
 
 def search_transfer(lrsr: torch.Tensor, refsr: torch.Tensor, ref_levels: list[torch.Tensor],
@@ -156,9 +179,9 @@ class MainNet(nn.Module):
     """SFE + one stage per level (coarse to fine) with soft-attention texture fusion, CSFI, MergeTail."""
 
     def __init__(self, n_levels: int, nf: int = 64, n_blocks=(16, 16, 8, 4), res_scale: float = 1.0,
-                 in_ch: int = 3):
+                 in_ch: int = 3, t_channels=_LTE_CHANNELS):
         super().__init__()
-        t_ch = _LTE_CHANNELS[:n_levels][::-1]                             # coarse first
+        t_ch = tuple(t_channels)[:n_levels][::-1]                        # coarse first
         self.n_levels = n_levels
         self.sfe_head, self.sfe_body, self.sfe_tail = _conv3(in_ch, nf), _res_blocks(n_blocks[0], nf, res_scale), \
             _conv3(nf, nf)
@@ -185,16 +208,18 @@ class MainNet(nn.Module):
 
 
 class TTSR(nn.Module):
-    """(LR, Ref, Ref's LR) -> SR in [0, 1].  ``lte_kwargs``: weights_dir / allow_random for the VGG19."""
+    """(LR, Ref, Ref's LR) -> SR in [0, 1].  ``lte_kwargs``: weights_dir / allow_random for the VGG19;
+    ``lte_shrink`` > 1 (smoke only): a :class:`NarrowLTE` instead."""
 
     def __init__(self, scale: int, nf: int = 64, n_blocks=(16, 16, 8, 4), res_scale: float = 1.0,
-                 in_ch: int = 3, **lte_kwargs):
+                 in_ch: int = 3, lte_shrink: int = 1, **lte_kwargs):
         super().__init__()
         if scale not in (2, 4):
             raise ValueError(f"TTSR is built for x2 and x4, got x{scale}")
         self.scale, self.n_levels = scale, int(math.log2(scale)) + 1
-        self.lte = LTE(self.n_levels, **lte_kwargs)
-        self.main = MainNet(self.n_levels, nf, n_blocks, res_scale, in_ch)
+        self.lte = LTE(self.n_levels, **lte_kwargs) if lte_shrink == 1 else NarrowLTE(self.n_levels, lte_shrink)
+        t_channels = tuple(c // lte_shrink for c in _LTE_CHANNELS)
+        self.main = MainNet(self.n_levels, nf, n_blocks, res_scale, in_ch, t_channels)
 
     def forward(self, lr: torch.Tensor, ref: torch.Tensor, ref_lr: torch.Tensor) -> torch.Tensor:
         lrsr = imresize(lr, self.scale, antialias=False)                 # LR^up
@@ -268,14 +293,17 @@ class TTSRModule(PlainSRModule):
 
 PAPER = dict(nf=64, n_blocks=(16, 16, 8, 4), batch=9, patch=160, lr=1e-4, lr_lte=1e-5,
              steps=100 * 16_000 // 9)
-SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch={2: 32, 4: 32}, lr=1e-3, lr_lte=1e-4, steps=30)
+SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=1e-3, lr_lte=1e-4, steps=30, lte_shrink=16)
 
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
     patch = cfg["patch"][ctx.scale] if isinstance(cfg["patch"], dict) else cfg["patch"]
-    net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, weights_dir=ctx.weights_dir,
-               allow_random=ctx.profile == "smoke")
+    if ctx.profile == "smoke":      # VGG19-pattern LTE at 1/16 width, random: the x2 search is quadratic in pixels
+        net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, lte_shrink=cfg["lte_shrink"])
+    else:
+        net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, weights_dir=ctx.weights_dir)
     module = TTSRModule(net, ctx.scale, lr=cfg["lr"], lr_lte=cfg["lr_lte"])
-    notes = "LTE: VGG19 randomly initialised (smoke)" if net.lte.random_init else ""
+    notes = (f"LTE: VGG19 layer pattern at 1/{cfg['lte_shrink']} width, randomly initialised (smoke)"
+             if ctx.profile == "smoke" else "")
     return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=patch, notes=notes)

@@ -73,7 +73,8 @@ def test_lte_loads_the_vgg19_file_and_is_trainable(tmp_path):
     assert (plan.batch_size, plan.patch_size, plan.max_steps) == (9, 160, 177_777)
     with pytest.raises(MissingWeightsError, match="vgg19"):
         ttsr.build_ttsr(_ctx(4, "paper"))
-    assert ttsr.build_ttsr(_ctx(2))[1].notes == "LTE: VGG19 randomly initialised (smoke)"
+    module, plan = ttsr.build_ttsr(_ctx(2))
+    assert plan.notes.startswith("LTE: VGG19 layer pattern at 1/16 width") and module.net.lte.channels == (4, 8)
 
 
 @pytest.fixture(scope="module")
