@@ -298,7 +298,7 @@ SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=1e-3, lr_lte=1e
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
-    patch = cfg["patch"][ctx.scale] if isinstance(cfg["patch"], dict) else cfg["patch"]
+    patch = cfg["patch"]
     if ctx.profile == "smoke":      # VGG19-pattern LTE at 1/16 width, random: the x2 search is quadratic in pixels
         net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, lte_shrink=cfg["lte_shrink"])
     else:
