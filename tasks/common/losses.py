@@ -130,3 +130,7 @@ def g_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
         return 0.5 * (F.binary_cross_entropy_with_logits(real - fake.mean(), torch.zeros_like(real))
                       + F.binary_cross_entropy_with_logits(fake - real.mean(), torch.ones_like(fake)))
     raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+# TTSR's learnable texture extractor (Yang et al. 2020, §3.1) reads VGG19 at relu1_1 / relu2_1 / relu3_1
+_VGG19_LAYERS.update({"relu1_1": 1, "relu2_1": 6, "relu3_1": 11})
