@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.profiles import get_profile
 from benchmark.specs import BuildContext, DatasetSpec, EvalConvention, MethodSpec, TrainPlan
 from datamodules.base import data_root
-from tasks.interp import training_free
+from tasks.interp import sepconv, ssan, training_free
 
 # SSAN Tables 1, 3, 4: PSNR / SSIM / IE on 8-bit gray, no border crop; Table 5: membrane Dice / F1
 EVAL = EvalConvention(space="gray", crop=0, niqe=False)
@@ -23,7 +24,10 @@ METRIC_COLS = [("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("ie", "IE", 2), ("dice
 def _datamodule(sample: str):
     def make(ctx: BuildContext, plan: TrainPlan):
         from datamodules.cremi_triplet import CremiTripletDataModule
-        return CremiTripletDataModule.for_profile(ctx, plan, sample)
+        prof = get_profile(ctx.profile)
+        return CremiTripletDataModule.for_profile(ctx.profile, sample, patch=plan.patch_size,
+                                                  batch_size=plan.batch_size, test_limit=prof.test_limit,
+                                                  num_workers=prof.num_workers, seed=ctx.seed)
     make.__name__ = f"_cremi_{sample.lower()}"
     return make
 
@@ -56,4 +60,25 @@ METHODS: dict[str, MethodSpec] = {
                           table="Table 4"),
     "copy_prev": MethodSpec("Copy previous slice", "training-free", training_free.build_copy_previous, "ssan",
                             CREMI, table="Table 4"),
+    "sepconv": MethodSpec("SepConv-Ls", "baseline", sepconv.build_sepconv, "ssan", CREMI, table="Table 4",
+                          needs=("vgg16",), fidelity="faithful",
+                          fidelity_note="official architecture; CuPy kernel as pure-PyTorch unfold op; gray input"),
+    "ssan": MethodSpec("SSAN", "proposed", ssan.build_ssan, "ssan", CREMI, table="Table 4", needs=("vgg16",),
+                       fidelity="reconstructed",
+                       fidelity_note="AAL/SA as the authors' HierarStruct; SRDN sizes, warp heads, fusion layers per spec"),
+    "ssan_ext_unet": MethodSpec("U-Net", "ablation", ssan.build_ssan_ext_unet, "ssan", CREMI, table="Table 1",
+                                needs=("vgg16",), fidelity="reconstructed",
+                                fidelity_note="U-Net extractor (4 levels), one pass; AAL kept"),
+    "ssan_ext_sunet": MethodSpec("SU-Net", "ablation", ssan.build_ssan_ext_sunet, "ssan", CREMI, table="Table 1",
+                                 needs=("vgg16",), fidelity="reconstructed",
+                                 fidelity_note="siamese U-Net extractor; AAL kept"),
+    "ssan_ext_rdn": MethodSpec("RDN", "ablation", ssan.build_ssan_ext_rdn, "ssan", CREMI, table="Table 1",
+                               needs=("vgg16",), fidelity="reconstructed",
+                               fidelity_note="RDN extractor, one pass (not siamese); AAL kept"),
+    "ssan_kel": MethodSpec("KEL", "ablation", ssan.build_ssan_kel, "ssan", CREMI, table="Table 3",
+                           needs=("vgg16",), fidelity="reconstructed",
+                           fidelity_note="SRDN + SepConv-style kernel estimation (K 51) instead of AAL"),
+    "ssan_ssa": MethodSpec("SSA", "ablation", ssan.build_ssan_ssa, "ssan", CREMI, table="Table 3",
+                           needs=("vgg16",), fidelity="reconstructed",
+                           fidelity_note="SRDN + one-level interlaced sparse self-attention (P 8) instead of AAL"),
 }
