@@ -14,7 +14,7 @@ import torch
 from benchmark.profiles import get_profile
 from benchmark.specs import BuildContext, DatasetSpec, EvalConvention, MethodSpec, TrainPlan
 from datamodules.base import data_root
-from tasks.interp import sepconv, ssan, training_free
+from tasks.interp import dain, sepconv, ssan, training_free
 
 # SSAN Tables 1, 3, 4: PSNR / SSIM / IE on 8-bit gray, no border crop; Table 5: membrane Dice / F1
 EVAL = EvalConvention(space="gray", crop=0, niqe=False)
@@ -63,6 +63,10 @@ METHODS: dict[str, MethodSpec] = {
     "sepconv": MethodSpec("SepConv-Ls", "baseline", sepconv.build_sepconv, "ssan", CREMI, table="Table 4",
                           needs=("vgg16",), fidelity="faithful",
                           fidelity_note="official architecture; CuPy kernel as pure-PyTorch unfold op; gray input"),
+    "dain": MethodSpec("DAIN-Ls", "baseline", dain.build_dain, "ssan", CREMI, table="Table 4", needs=("vgg16",),
+                       fidelity="faithful",
+                       fidelity_note="official architecture and module names; CUDA layers as pure-PyTorch ops; "
+                                     "gray replicated x3; paper profile also needs MIRBENCH_WEIGHTS/dain/ PWC + MegaDepth"),
     "ssan": MethodSpec("SSAN", "proposed", ssan.build_ssan, "ssan", CREMI, table="Table 4", needs=("vgg16",),
                        fidelity="reconstructed",
                        fidelity_note="AAL/SA as the authors' HierarStruct; SRDN sizes, warp heads, fusion layers per spec"),
