@@ -26,7 +26,8 @@ layers; these follow the spec (shared/specs/interp.md Sec. 2.1): G0 = 64, G = 32
 SRDN parameters: RDN-TPAMI's 22 M configuration does not fit the paper's "3 days on a K80, batch 3").
 Where the extractor is a single pass (``unet``, ``rdn``) its one feature feeds both directions, so the two
 warp heads are *not* shared there (otherwise warp_0 = warp_1 and the fusion would have nothing to choose).
-BatchNorm sits only in the fusion branch (the paper's "synchronized BN"; the runner syncs it on CUDA DDP).
+BatchNorm sits only in the fusion branch (the paper's "synchronized BN": InterpModule makes it SyncBatchNorm on
+CUDA DDP only).
 """
 from __future__ import annotations
 
