@@ -129,7 +129,7 @@ SOURCES: dict[str, DatasetSource] = {
         key="cremi_padded", label="CREMI padded training volumes A, B, C (raw 200x3072x3072)", folder="cremi",
         homepage="https://cremi.org/data/", licence="CREMI challenge data terms",
         files=tuple(_cremi(f"sample_{s}_padded_20160501.hdf", _TRAIN_KEYS) for s in "ABC"),
-        note="SSAN-EM (Sec. 4.1) builds cremi_triplet from CREMI's padded volumes (200 sections of "
+        note="SSAN (BioData Mining 14:10, \"Dataset and preprocessing\") builds cremi_triplet from CREMI's padded volumes (200 sections of "
              "3072x3072)."),
     "cremi_test": DatasetSource(
         key="cremi_test", label="CREMI test volumes A+, B+, C+ (raw only, 125x1250x1250)", folder="cremi",

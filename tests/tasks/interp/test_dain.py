@@ -1,0 +1,80 @@
+"""DAIN-Ls in pure PyTorch: official sizes and state-dict layout, weight loading, padding, gradients."""
+import pytest
+import torch
+
+from benchmark.specs import BuildContext
+from benchmark.weights import MissingWeightsError
+from tasks.interp import dain
+from tasks.interp.dain import DAIN, PAPER_NET, SMOKE_NET, _pad_size, mononet5
+from tasks.interp.megadepth import hourglass
+from tasks.interp.pwcnet import PWCDCNet
+
+
+def _n(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_parameter_counts_match_the_reference_modules():
+    """Counted from baowenbo/DAIN's modules: PWC-DC 9,374,340; DIW hourglass 5,357,153; MonoNet5 + two
+    heads 5,514,112; S2DF_3dense 156,864; MultipleBasicBlock_4(437, 128) 3,629,187 -> 24.03 M (DAIN: 24.0 M)."""
+    assert _n(PWCDCNet()) == 9_374_340
+    assert _n(hourglass()) == 5_357_153
+    assert sum(_n(m) for m in mononet5(6, 16)) == 5_514_112
+    net = DAIN(**PAPER_NET)
+    assert _n(net.ctxNet) == 156_864 and _n(net.rectifyNet) == 3_629_187
+    assert _n(net) == 24_031_656
+
+
+def test_hourglass_keeps_the_torch7_conversion_keys():
+    state = hourglass().state_dict()
+    assert state["0.weight"].shape == (128, 3, 7, 7) and state["1.weight"].shape == (128,)
+    assert state["3.0.0.1.0.0.weight"].shape == (32, 128, 1, 1)               # first inception, 1x1 branch
+    assert state["3.0.0.3.0.0.3.0.1.5.1.3.weight"].shape == (64, 64, 3, 3)    # innermost-but-one level
+    assert state["4.weight"].shape == (1, 64, 3, 3)
+    assert "3.0.0.1.0.1.weight" not in state                                  # BN without affine parameters
+    assert len(state) == 779
+
+
+def test_padding_rules():
+    assert (_pad_size(512, False), _pad_size(64, False), _pad_size(128, False)) == (576, 128, 192)
+    assert (_pad_size(64, True), _pad_size(100, True)) == (64, 128)
+
+
+def test_forward_shape_and_gradients_reach_every_subnet():
+    torch.manual_seed(0)
+    net = DAIN(filter_width=2, ctx_width=4, rectify_width=4)
+    prev, nxt = torch.rand(1, 1, 20, 30), torch.rand(1, 1, 20, 30)     # padded to 64 x 64 in training
+    out = net(prev, nxt)
+    assert out.shape == (1, 1, 20, 30)
+    out.square().mean().backward()
+    for name in ("initScaleNets_filter", "initScaleNets_filter1", "ctxNet", "rectifyNet", "flownets", "depthNet"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(net, name).parameters()), name
+
+
+def test_param_groups_keep_dain_learning_rate_ratios():
+    net = DAIN(filter_width=2, ctx_width=4, rectify_width=4)
+    groups = net.param_groups(1e-3)
+    assert [g["lr"] for g in groups] == [1e-3, 5e-4, 1e-5]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    frozen = DAIN(**SMOKE_NET)
+    assert [g["lr"] for g in frozen.param_groups(1e-3)] == [1e-3, 5e-4]
+    assert not any(p.requires_grad for p in frozen.flownets.parameters()) and "frozen" in frozen.random_init_note
+
+
+def test_paper_profile_requires_pretrained_flow_and_depth(tmp_path):
+    ctx = BuildContext("interp", "cremi_triplet_c", "paper", None, 1, tmp_path, 0)
+    with pytest.raises(MissingWeightsError, match="pwc_net.pth.tar"):
+        dain.build_dain(ctx)
+
+
+def test_pretrained_files_load(tmp_path):
+    src = DAIN(**SMOKE_NET)
+    (tmp_path / "dain").mkdir()
+    torch.save({"state_dict": src.flownets.state_dict()}, tmp_path / "dain" / "pwc_net.pth.tar")
+    torch.save({"module." + k: v for k, v in src.depthNet.state_dict().items()},
+               tmp_path / "dain" / "best_generalization_net_G.pth")
+    dst = DAIN(**SMOKE_NET)
+    dst.load_pretrained(tmp_path)
+    assert dst.random_init_note == ""
+    torch.testing.assert_close(dst.flownets.conv1a[0].weight, src.flownets.conv1a[0].weight)
+    torch.testing.assert_close(dst.depthNet[0].weight, src.depthNet[0].weight)
