@@ -139,7 +139,8 @@ class InpaintModule(EvaluatedModule):
 
     def output(self, raw: torch.Tensor, batch: dict) -> torch.Tensor:
         """The evaluated image in [0, 1]: composited or raw, as the method's reference code outputs it."""
-        return from_net(self.composited(raw, batch) if self.hparams.composite else raw)
+        pred, mask = from_net(raw), batch["mask"]
+        return pred * mask + batch["corrupted"] * (1 - mask) if self.hparams.composite else pred
 
     @property
     def trainable(self) -> bool:
@@ -255,6 +256,7 @@ class InpaintGANModule(ManualGANSteps, InpaintModule):
         opt_d.zero_grad()
         self.manual_backward(loss)
         opt_d.step()
+        opt_g.zero_grad()  # no stale generator grads from the pre-training phase: G must not move
         opt_g.step()
         self._step_schedulers()
         self.log("train/d", loss, prog_bar=True)

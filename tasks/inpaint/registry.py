@@ -11,7 +11,8 @@ import torch
 from benchmark.profiles import get_profile
 from benchmark.specs import BuildContext, DatasetSpec, EvalConvention, MethodSpec, TrainPlan
 from datamodules.kather_inpaint import KatherInpaintDataModule, box_mask, corrupt, random_box
-from tasks.inpaint import training_free
+from tasks.inpaint import mssa_gan, training_free
+from tasks.inpaint import cnrn, context_encoders, dmfn, edgeconnect, glcic
 
 SIZE, HOLE = 128, 64          # Sec. 4.1: 128 x 128 patches, 64 x 64 hole
 SMOKE_CROP = 64               # smoke trains on 64-px crops with a 32-px hole (RSA at 128 px is the CPU bottleneck)
@@ -57,6 +58,9 @@ METRIC_COLS = [("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("psnr_region", "Hole P
 _BOTH = tuple(DATASETS)
 _SCALE = ("kather_inpaint",)
 _TF = "training-free"
+_T3, _T4 = "Table 3", "Table 4"
+_MSSA = dict(paper="mssa_gan", fidelity="reconstructed", needs=("vgg16",),
+             fidelity_note="no code released; kernels, RSA dims, VGG layers per spec §2 (NS in the paper)")
 
 METHODS: dict[str, MethodSpec] = {
     "input": MethodSpec("Corrupted input x_M", _TF, training_free.build_input, "mssa_gan", _BOTH, table=_TF),
@@ -65,4 +69,36 @@ METHODS: dict[str, MethodSpec] = {
     "mean_fill": MethodSpec("Mean fill", _TF, training_free.build_mean_fill, "mssa_gan", _BOTH, table=_TF),
     "biharmonic": MethodSpec("Biharmonic fill (scikit-image)", _TF, training_free.build_biharmonic, "mssa_gan",
                              _BOTH, table=_TF),
+    # Table 3 baselines: each from its reference code; one protocol (task data, masks, corruption; the
+    # reference's optimiser, batch and loss weights for MSSA's 60 epochs); outputs composited as their codes do
+    "ce": MethodSpec("CE [25]", "baseline", context_encoders.build_context_encoders, "mssa_gan", _BOTH, table=_T3,
+                     fidelity="faithful", fidelity_note="train_random.lua (random holes); inert conv biases dropped"),
+    "glcic": MethodSpec("GLCIC [28]", "baseline", glcic.build_glcic, "mssa_gan", _BOTH, table=_T3, fidelity="adapted",
+                        fidelity_note="context D at 128 px (one fewer conv); no Poisson blending"),
+    "dmfn": MethodSpec("DMFN [31]", "baseline", dmfn.build_dmfn, "mssa_gan", _BOTH, table=_T3, needs=("vgg19",),
+                       fidelity="adapted", fidelity_note="released DMFB (not the paper's); context D at 128 px"),
+    "edgeconnect": MethodSpec("EdgeConnect [29]", "baseline", edgeconnect.build_edgeconnect, "mssa_gan", _BOTH,
+                              table=_T3, needs=("vgg19",), fidelity="faithful",
+                              fidelity_note="released stages (G1 + G2, then G2 on G1 edges); skimage Canny"),
+    "cnrn": MethodSpec("CNRN[23]", "baseline", cnrn.build_cnrn, "mssa_gan", _BOTH, table=_T3, fidelity="faithful",
+                       fidelity_note="master-branch code (L1 on the valid region, as released)"),
+    "mssa_gan": MethodSpec("MSSA GAN", "proposed", mssa_gan.build_mssa_gan, datasets=_BOTH, table=_T3, **_MSSA),
+    "mssa_gan_no_mssa": MethodSpec("Without MSSA", "ablation", mssa_gan.build_no_mssa, datasets=_BOTH, table=_T3,
+                                   **_MSSA),
+    "mssa_gan_no_rsa": MethodSpec("Without RSA", "ablation", mssa_gan.build_no_rsa, datasets=_SCALE, table=_T4,
+                                  **_MSSA),
+    "mssa_gan_no_ms_loss_3": MethodSpec("Without M-S(3)", "ablation", mssa_gan.build_no_ms_loss_3, datasets=_SCALE,
+                                        table=_T4, **_MSSA),
+    "mssa_gan_no_ms_loss_2": MethodSpec("Without M-S(2)", "ablation", mssa_gan.build_no_ms_loss_2, datasets=_SCALE,
+                                        table=_T4, **_MSSA),
+    "mssa_gan_no_ms_loss_1": MethodSpec("Without M-S(1)", "ablation", mssa_gan.build_no_ms_loss_1, datasets=_SCALE,
+                                        table=_T4, **_MSSA),
+    "mssa_gan_no_perceptual": MethodSpec("Without L_perceptual", "ablation", mssa_gan.build_no_perceptual,
+                                         datasets=_SCALE, table=_T4, **_MSSA),
+    "mssa_gan_no_style": MethodSpec("Without L_style", "ablation", mssa_gan.build_no_style, datasets=_SCALE,
+                                    table=_T4, **_MSSA),
+    "mssa_gan_no_adv": MethodSpec("Without L_adv", "ablation", mssa_gan.build_no_adv, datasets=_SCALE, table=_T4,
+                                  **_MSSA),
+    "mssa_gan_no_tv": MethodSpec("Without L_TV", "ablation", mssa_gan.build_no_tv, datasets=_SCALE, table=_T4,
+                                 **_MSSA),
 }
