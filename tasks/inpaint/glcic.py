@@ -98,12 +98,6 @@ class GLCICModule(InpaintGANModule):
         fake = self._d(outs[-1].detach(), batch["box"])
         return self.hparams.gan_weight * d_loss(real, fake, "vanilla")
 
-    def discriminator_step(self, loss):
-        # the T_D phase steps C's optimiser without new gradients: drop the last T_C gradient first,
-        # or that stale gradient would keep moving C through the whole phase
-        self.optimizers()[0].zero_grad()
-        return super().discriminator_step(loss)
-
     def configure_optimizers(self):
         hp = self.hparams  # ADADELTA (Sec. 3.3) with torch's defaults (lr 1, rho 0.9)
         opt_g = torch.optim.Adadelta(self.generator_parameters(), lr=hp.lr)
