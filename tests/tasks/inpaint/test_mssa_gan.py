@@ -166,13 +166,13 @@ def test_generator_steps_reduce_its_loss(builder):
     torch.manual_seed(0)
     module, _ = getattr(mssa_gan, builder)(_ctx())
     opt = torch.optim.Adam(module.generator_parameters(), lr=1e-3, betas=(0.5, 0.999))
-    batch, losses = _batch(2), []
+    batch, losses = _batch(2, 32, 16), []
     for _ in range(8):
         loss = sum(module.reconstruction_losses(batch, module.generate(*module.net_input(batch))).values())
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0], losses
 
 
