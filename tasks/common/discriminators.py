@@ -116,3 +116,69 @@ class RelativisticTester(nn.Module):
             raise ValueError(f"a relativistic test needs equal shapes, got {tuple(first.shape)}, {tuple(second.shape)}")
         scores = self.critic(torch.cat([first, second])).view(2, -1)   # one critic pass for both images
         return scores[0] - scores[1]
+
+
+def crop_boxes(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The per-sample square ``box`` (B, 3) = (top, left, size) crops of x (B, C, H, W): (B, C, size, size).
+    One size per batch (the inpainting hole); gathered with one index, no Python loop over the batch."""
+    size = int(box[0, 2])
+    if not bool((box[:, 2] == size).all()):
+        raise ValueError("crop_boxes needs one box size per batch")
+    ar = torch.arange(size, device=x.device)
+    rows = (box[:, 0:1].to(x.device) + ar)[:, None, :, None]                 # B, 1, s, 1
+    cols = (box[:, 1:2].to(x.device) + ar)[:, None, None, :]                 # B, 1, 1, s
+    b = torch.arange(x.shape[0], device=x.device)[:, None, None, None]
+    return x.permute(0, 2, 3, 1)[b, rows, cols].squeeze(1).permute(0, 3, 1, 2)
+
+
+class GlobalLocalDiscriminator(nn.Module):
+    """Context discriminator of GLCIC (Iizuka et al. 2017, Sec. 3.2, Table 2) and DMFN (Hui et al. 2020,
+    Sec. 3.3; official ``Discriminator``): a global conv stack on the whole image and a local one on the
+    hole's box crop, each 5x5 stride-2 conv + BN + activation down to 4x4, flattened into an FC of
+    ``fc`` units; the two vectors are concatenated and a final FC gives one logit.
+
+    GLCIC: ReLU, FC 1024 + ReLU each, concat -> FC 1.  DMFN: LeakyReLU 0.2, FC 512 each, concat ->
+    LeakyReLU -> FC 1, and the local stack's feature maps returned for its feature-matching loss (``features=True``).
+    The numbers of convs follow from the sizes (log2(size / 4)), so one class covers 256 px (the papers)
+    and 128 px (MSSA's data).
+    """
+
+    def __init__(self, global_size: int, local_size: int, nf: int = 64, fc: int = 1024, in_ch: int = 3,
+                 act: str = "relu", max_mult: int = 8):
+        super().__init__()
+        self.sizes = (global_size, local_size)
+        self.global_convs = self._stack(in_ch, nf, global_size, act, max_mult)
+        self.local_convs = self._stack(in_ch, nf, local_size, act, max_mult)
+        cg = self.global_convs[-1][0].out_channels
+        cl = self.local_convs[-1][0].out_channels
+        self.global_fc = nn.Linear(cg * 16, fc)
+        self.local_fc = nn.Linear(cl * 16, fc)
+        # the activation after the concatenation = one after each FC (elementwise)
+        self.classifier = nn.Sequential(nn.ReLU() if act == "relu" else nn.LeakyReLU(0.2), nn.Linear(2 * fc, 1))
+
+    @staticmethod
+    def _stack(in_ch: int, nf: int, size: int, act: str, max_mult: int) -> nn.ModuleList:
+        n = int(math.log2(size // 4))
+        if 4 * 2 ** n != size:
+            raise ValueError(f"discriminator input {size} is not 4 * 2^k")
+        layers, c = nn.ModuleList(), in_ch
+        for i in range(n):
+            cout = nf * min(2 ** i, max_mult)
+            a = nn.ReLU(inplace=True) if act == "relu" else nn.LeakyReLU(0.2, inplace=True)
+            layers.append(nn.Sequential(nn.Conv2d(c, cout, 5, 2, 2), nn.BatchNorm2d(cout), a))
+            c = cout
+        return layers
+
+    def forward(self, whole: torch.Tensor, local: torch.Tensor, features: bool = False):
+        if whole.shape[-1] != self.sizes[0] or local.shape[-1] != self.sizes[1]:
+            raise ValueError(f"GlobalLocalDiscriminator built for {self.sizes}, got "
+                             f"{whole.shape[-1]} / {local.shape[-1]}")
+        g = whole
+        for layer in self.global_convs:
+            g = layer(g)
+        feats, h = [], local
+        for layer in self.local_convs:
+            h = layer(h)
+            feats.append(h)
+        logit = self.classifier(torch.cat([self.local_fc(h.flatten(1)), self.global_fc(g.flatten(1))], 1))
+        return (logit, feats) if features else logit

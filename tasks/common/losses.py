@@ -132,5 +132,14 @@ def g_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown GAN loss {kind!r}")
 
 
-# TTSR's learnable texture extractor (Yang et al. 2020, §3.1) reads VGG19 at relu1_1 / relu2_1 / relu3_1
-_VGG19_LAYERS.update({"relu1_1": 1, "relu2_1": 6, "relu3_1": 11})
+# more VGG19 layers (torchvision indices), for TTSR's texture extractor (relu1_1..relu3_1), EdgeConnect's perceptual (relu1_1..relu5_1) and style
+# (relu2_2, relu3_4, relu4_4, relu5_2) losses and DMFN's feature / alignment losses (relu1_1..relu5_1)
+_VGG19_LAYERS.update({"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_2": 31})
+
+
+def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor],
+                          weights: list[float] | None = None) -> torch.Tensor:
+    """Discriminator feature matching (pix2pixHD; EdgeConnect eq. 2, DMFN's D feature loss):
+    sum_i w_i * mean |D_i(fake) - D_i(real)|, the real features detached."""
+    weights = weights or [1.0] * len(fake)
+    return sum(w * F.l1_loss(f, r.detach()) for w, f, r in zip(weights, fake, real))
