@@ -23,9 +23,18 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 
 venv: $(STAMP)
 
+# figures a task adds to its leaderboard after the runs (they read the finished runs)
+REPORT_inpaint = $(PY) -m tasks.inpaint.sweep --profile $(PROFILE)
+REPORT_interp  = $(PY) -m tasks.interp.leaderboard --profile $(PROFILE)
+# speed / cost scripts of a task (`make perf TASK=...`)
+PERF_sr      = $(PY) -m benchmark.perf.sr $(ARGS) && $(PY) -m benchmark.perf.data
+PERF_inpaint = $(PY) -m tasks.inpaint.perf_rsa $(ARGS)
+PERF_interp  = $(PY) -m tasks.interp.perf_cost $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m benchmark run --task $(TASK) --profile $(PROFILE) --devices $(DEVICES) --logger $(LOGGER) \
 		$(if $(METHODS),--methods $(METHODS)) $(if $(DATASETS),--datasets $(DATASETS)) $(ARGS)
+	$(if $(findstring --dry-run,$(ARGS)),,$(REPORT_$(TASK)))
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
@@ -44,8 +53,7 @@ data: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[bench]"
-	$(PY) -m benchmark.perf.sr $(ARGS)
-	$(PY) -m benchmark.perf.data
+	$(if $(PERF_$(TASK)),$(PERF_$(TASK)),@echo "no speed/cost script for task $(TASK)")
 
 clean-runs:
 	rm -rf runs results
