@@ -148,7 +148,7 @@ class MASRNet(nn.Module):
 
 # network sizes; training: the Table protocol of tasks/sr/protocol.py (MASRGAN's own Sec. 4.2)
 PAPER = dict(nf=64, n_rob=10, n_rmab=20, groups=4, hidden=4, spatial_kernel=7)
-SMOKE = dict(nf=8, n_rob=1, n_rmab=1, groups=2, hidden=2, spatial_kernel=3)
+SMOKE = dict(nf=16, n_rob=1, n_rmab=2, groups=2, hidden=2, spatial_kernel=3)
 
 
 def config(ctx: BuildContext) -> dict:

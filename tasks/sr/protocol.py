@@ -51,7 +51,7 @@ class TableProtocol:
 MASRGAN_PAPER = TableProtocol(psnr_steps=20_000, gan_steps=20_000, batch=16, patch=128, lr=1e-4, halve_every=2_000)
 # smoke: lr 1e-3 (10x) and 150 iterations of 64 px patches (the smallest size every Table 3 discriminator
 # takes) so tiny networks learn in seconds; one halving; a short GAN phase after it
-MASRGAN_SMOKE = TableProtocol(psnr_steps=150, gan_steps=10, batch=4, patch=64, lr=1e-3, halve_every=100)
+MASRGAN_SMOKE = TableProtocol(psnr_steps=600, gan_steps=10, batch=4, patch=64, lr=1e-3, halve_every=300)
 
 
 def masrgan_protocol(ctx: BuildContext) -> TableProtocol:
