@@ -139,7 +139,11 @@ def load_generator(net: nn.Module, checkpoint, prefix: str = "net.") -> None:
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
         raise ValueError(f"{checkpoint} holds no '{prefix}*' weights to initialise the generator from")
-    missing, unexpected = net.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # same keys, other shapes
+        raise ValueError(f"{checkpoint} does not fit this generator: {str(exc).splitlines()[-1].strip()} "
+                         "(was it trained with another configuration?)") from None
     if missing or unexpected:
         raise ValueError(f"{checkpoint} does not fit this generator: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]} (was it trained with another configuration?)")

@@ -85,8 +85,10 @@ def test_smoke_training_on_real_images_reduces_l1(shared_data):
     assert l1() < before
 
 
-def test_paper_schedule_is_rcans():
-    module, plan = dcanet.build_dcanet(_ctx("paper"))
+def test_paper_table_protocol_and_own_recipe_is_rcans():
+    _, plan = dcanet.build_dcanet(_ctx("paper"))          # Table 1: MASRGAN's one protocol for every row
+    assert (plan.max_steps, plan.batch_size, plan.patch_size) == (20_000, 16, 128)
+    module, plan = dcanet.build_dcanet(_ctx("paper"), recipe="own")
     hp = module.hparams
     assert (plan.max_steps, plan.batch_size, plan.patch_size) == (1_000_000, 16, 192)
     assert (hp.lr, tuple(hp.betas), tuple(hp.milestones), hp.gamma, hp.loss) == (
@@ -98,5 +100,6 @@ def test_registered():
 
     spec = METHODS["dcanet"]
     assert (spec.label, spec.kind, spec.paper, spec.table) == ("DCANet", "baseline", "masrgan", "Table 1")
-    assert spec.needs == ()
+    assert spec.needs == ("nrqm",)  # PI as the paper reports it
+    assert (spec.fidelity, spec.protocol) == ("hosted", "table")
     assert spec.datasets == ("pathimgsr_x4",) and spec.build is dcanet.build_dcanet

@@ -205,5 +205,5 @@ def test_registered():
 
     spec = METHODS["ignn"]
     assert (spec.label, spec.kind, spec.paper, spec.table, spec.needs) == ("IGNN", "baseline", "masrgan", "Table 1",
-                                                                          ("vgg19",))
+                                                                          ("vgg19", "nrqm"))
     assert spec.datasets == ("pathimgsr_x4",) and spec.build is ignn.build_ignn

@@ -35,12 +35,13 @@ def test_levels_raise_quality_by_x2_each():
 
 def test_paper_build():
     module, plan = qegan.build_qegan(_ctx("paper"))       # no VGG: the paper profile needs no weights
-    assert (plan.max_steps, plan.batch_size, plan.patch_size) == (1_200_000, 16, 96)
+    # Table 1: MASRGAN's protocol, 20,000 pixel-loss iterations then 20,000 GAN iterations
+    assert (plan.max_steps, plan.batch_size, plan.patch_size) == (40_000, 16, 128)
     hp = module.hparams
-    assert (hp.w_pix, hp.w_ssim, hp.w_adv, hp.gan, hp.pretrain_steps) == (1.0, 1.0, 1e-3, "vanilla", 1_000_000)
-    assert tuple(hp.milestones) == (1_100_000,) and hp.gamma == 0.1
+    assert (hp.w_pix, hp.w_ssim, hp.w_adv, hp.gan, hp.pretrain_steps) == (1.0, 1.0, 1e-3, "vanilla", 20_000)
+    assert tuple(hp.milestones)[:3] == (2_000, 4_000, 6_000) and hp.gamma == 0.5  # halved every 2,000
     discs = module.discriminator
-    assert [type(d) for d in discs] == [SRGANDiscriminator] * 2 and [d.input_size for d in discs] == [48, 96]
+    assert [type(d) for d in discs] == [SRGANDiscriminator] * 2 and [d.input_size for d in discs] == [64, 128]
     # two x2 SRResNet levels of 16 blocks, 64 features (SRGAN's x4 SRResNet has 1.55 M in one chain)
     level = (64 * 3 * 81 + 64 + 64) + 16 * (2 * (64 * 64 * 9 + 64) + 2 * 128 + 64) + (64 * 64 * 9 + 64 + 128) \
         + (64 * 256 * 9 + 256 + 64) + (64 * 3 * 81 + 3)
@@ -96,5 +97,6 @@ def test_registered():
 
     spec = METHODS["qegan"]
     assert (spec.label, spec.kind, spec.paper, spec.table) == ("QEGAN", "baseline", "masrgan", "Table 1")
-    assert spec.needs == ()
+    assert spec.needs == ("nrqm",)  # PI as the paper reports it
+    assert spec.fidelity == "reconstructed"  # from QEGAN's abstract only
     assert spec.datasets == ("pathimgsr_x4",) and spec.build is qegan.build_qegan

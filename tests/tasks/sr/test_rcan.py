@@ -44,7 +44,9 @@ def test_mean_shift_adds_the_div2k_mean_back():
 
 
 def test_paper_plan(smoke_ctx):
-    _, plan = build_rcan(smoke_ctx("paper"))
+    _, plan = build_rcan(smoke_ctx("paper"))              # Table 1: MASRGAN's one protocol
+    assert (plan.max_steps, plan.batch_size, plan.patch_size) == (20_000, 16, 128)
+    _, plan = build_rcan(smoke_ctx("paper"), recipe="own")  # "RCAN (own recipe)": its paper's
     assert (plan.max_steps, plan.batch_size, plan.patch_size) == (1_000_000, 16, 192)
 
 

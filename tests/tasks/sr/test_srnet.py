@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from benchmark.specs import BuildContext, EvalConvention
 from benchmark.weights import MissingWeightsError
 from datamodules.crchisto import CRCHistoSRDataModule
-from tasks.common.roi import ROI_SIZE, points_to_mask
+from tasks.common.roi import points_to_disc_mask
 from tasks.sr.interpolation import build_bicubic
 from tasks.sr.registry import DATASETS
 from tasks.sr.srnet import (PAPER, SMOKE, SRNet, SRNetModule, ReconstructionLoss, build_srnet, build_srnet_w,
@@ -90,7 +90,7 @@ def test_restore_returns_the_nucleus_roi_mask(crch_items):
     batch = torch.utils.data.default_collate(with_nuclei)
     sr, hr, mask, shown = module.restore(batch)
     assert mask.shape == (2, 1, 64, 64) and shown.shape == hr.shape == sr.shape
-    assert torch.equal(mask, points_to_mask(batch["points"], (64, 64), ROI_SIZE))
+    assert torch.equal(mask, points_to_disc_mask(batch["points"], (64, 64)))
     b, i = torch.isfinite(batch["points"][..., 0]).nonzero()[0].tolist()   # some nucleus of the batch
     x, y = batch["points"][b, i].round().long().tolist()
     assert mask[b, 0, y, x] == 1 and 0 < mask.mean() < 1
