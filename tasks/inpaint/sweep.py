@@ -54,7 +54,9 @@ def load_method(method: str, dataset: str, profile: str, runs_dir: Path, seed: i
         if not ckpt.is_file():
             raise FileNotFoundError(f"{method}: no trained model at {ckpt}; train it first with "
                                     f"`python -m benchmark run --task inpaint --profile {profile} --methods {method}`")
-        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+        module.on_load_checkpoint(checkpoint)  # puts back the frozen VGG that checkpoints leave out
+        module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
 
 

