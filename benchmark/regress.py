@@ -63,7 +63,14 @@ def check_kind(row: dict) -> str:
     return "exact" if row.get("kind") == "training-free" else "learned"
 
 
+# metrics scored by a network trained at evaluation time (interp's membrane segmenter), so they move
+# with CPU kernels even on a training-free row; not measured across machines yet: a loose absolute bound
+TRAINED_EVALUATOR_TOLERANCE = {"dice": 0.05, "f1": 0.05}
+
+
 def tolerance(metric: str, kind: str, reference: float) -> float:
+    if metric in TRAINED_EVALUATOR_TOLERANCE:
+        return TRAINED_EVALUATOR_TOLERANCE[metric]
     if kind == "exact":
         return EXACT_TOLERANCE
     if metric in LEARNED_TOLERANCE:
