@@ -129,8 +129,11 @@ def kept_rows(previous: dict | None, rows: list[dict], task: str) -> list[dict]:
             continue
         mark = "kept from committed leaderboard" + (f" (commit {r['commit']})" if r.get("commit") else "")
         notes = r.get("notes") or ""
-        out.append({**r, "kept": True, "notes": notes if notes.startswith("kept from") else
-                    "; ".join(x for x in (mark, notes) if x)})
+        row = {**r, "kept": True, "notes": notes if notes.startswith("kept from") else
+               "; ".join(x for x in (mark, notes) if x)}
+        if r.get("profile") == "smoke" and r.get("kind") != "training-free":  # same rule as build_rows
+            row.update({k: None for k in r if k.startswith("delta_")})
+        out.append(row)
     return out
 
 
@@ -179,16 +182,18 @@ def to_markdown(task: str, profile: str, rows: list[dict], links: dict[str, list
     if profile == "smoke":
         out += ["> **Smoke profile**: tiny networks trained for a few steps on the real data *samples* "
                 "(../shared/datasets), on CPU. Learned rows check that every method trains and evaluates "
-                "end to end; they are not the papers' models. Training-free rows (nearest, bicubic) follow "
-                "the papers' protocol and are comparable to the reported numbers.", ""]
+                "end to end; they are not the papers' models. Training-free rows follow the papers' protocol "
+                "and are comparable to the reported numbers.", ""]
     any_ma = any(r["ma_model"] for r in rows)
-    out += [f"PI = ((10 − Ma) + NIQE) / 2 (PIRM 2018). "
-            + ("" if any_ma else "**PI: n/a** — Ma et al.'s NRQM model was not provided (MIRBENCH_WEIGHTS/nrqm/NRQM_model.mat); NIQE is shown."), ""]
+    if any(k == "pi" for k, _, _ in metric_cols(task)):
+        out += [f"PI = ((10 − Ma) + NIQE) / 2 (PIRM 2018). "
+                + ("" if any_ma else "**PI: n/a** — Ma et al.'s NRQM model was not provided (MIRBENCH_WEIGHTS/nrqm/NRQM_model.mat); NIQE is shown."), ""]
     for (ds, table), grp in _table_groups(rows).items():
         first = grp[0]
         papers = sorted({r["paper"] for r in grp if r["kind"] != "training-free" and r["paper"]})
         out += [f"## {first['dataset_label']} — " + f"{' / '.join(papers)} {table}".strip(), "",
-                f"Scale x{first['scale']}; metrics: {first['convention'] or 'n/a'}; "
+                (f"Scale x{first['scale']}; " if first.get("scale") else "")
+                + f"metrics: {first['convention'] or 'n/a'}; "
                 f"{first['n_images'] or '?'} test images.", ""]
         cols = metric_cols(task)
         head = ["Method", "Kind"] + [h for _, h, _ in cols] + [h for _, h, _ in COST_COLS] + \
