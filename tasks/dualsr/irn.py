@@ -22,7 +22,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.dualsr.invertible import InvBlockExp, InvertibleRescaler
-from tasks.dualsr.module import DualModule, load_init_state
+from tasks.dualsr.module import DualModule, rescale_plan
 
 PARAMS = {2: 1_667_952, 4: 4_355_136}  # official trainable counts
 
@@ -103,14 +103,7 @@ def build_irn(ctx: BuildContext, protocol: str = "sr") -> tuple[DualModule, Trai
         module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"])
         plan = TrainPlan(max_steps=SMOKE["steps"], batch_size=SMOKE["batch"], patch_size=SMOKE["patch"][ctx.scale],
                          notes=f"smoke: {SMOKE['blocks']} blocks/level, growth {SMOKE['gc']}, lr 1e-3")
-    if protocol == "rescale":  # the paper's Table 2 / 3 numbers are compared with this row only
-        plan = TrainPlan(max_steps=plan.max_steps, batch_size=plan.batch_size, patch_size=plan.patch_size,
-                         val_every_n_steps=plan.val_every_n_steps,
-                         notes=f"rescale protocol: up(own quantised LR, z); {plan.notes}")
-    if protocol == "rescale" and load_init_state(module, ctx.init_checkpoint):
-        plan = TrainPlan(max_steps=0, batch_size=plan.batch_size, patch_size=plan.patch_size,
-                         notes=f"{plan.notes}; evaluates the trained `irn` network".lstrip("; "))
-    return module, plan
+    return module, rescale_plan(module, plan, protocol, ctx.init_checkpoint, "evaluates the trained `irn` network")
 
 
 def build_irn_rescale(ctx: BuildContext) -> tuple[DualModule, TrainPlan]:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.metrics.psnr_ssim import PSNR, SSIM
-from benchmark.specs import EvalConvention
+from benchmark.specs import EvalConvention, TrainPlan
 from tasks.common.evaluation import EvaluatedModule
 from tasks.sr.module import SRGANModule, SRModule, _module_args
 
@@ -254,3 +254,18 @@ def load_init_state(module: nn.Module, checkpoint: Path | None) -> bool:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     module.load_state_dict(state.get("state_dict", state))
     return True
+
+
+def rescale_plan(module: nn.Module, plan: TrainPlan, protocol: str, init_checkpoint: Path | None,
+                 evaluated: str) -> TrainPlan:
+    """A dual method's plan under ``protocol``: the `rescale` row (the only one compared with the
+    paper's Table 2 / 3 numbers) is labelled; given its init_from row's trained network it only tests."""
+    if protocol != "rescale":
+        return plan
+    plan = TrainPlan(max_steps=plan.max_steps, batch_size=plan.batch_size, patch_size=plan.patch_size,
+                     val_every_n_steps=plan.val_every_n_steps,
+                     notes=f"rescale protocol: up(own quantised LR, z); {plan.notes}")
+    if load_init_state(module, init_checkpoint):
+        plan = TrainPlan(max_steps=0, batch_size=plan.batch_size, patch_size=plan.patch_size,
+                         notes=f"{plan.notes}; {evaluated}".lstrip("; "))
+    return plan

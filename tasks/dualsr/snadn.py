@@ -40,7 +40,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.dualsr.invertible import InvBlockExp, InvertibleRescaler
-from tasks.dualsr.module import DualModule, load_init_state
+from tasks.dualsr.module import DualModule, rescale_plan
 from tasks.dualsr.nlsa import NonLocalSparseAttention
 
 
@@ -144,14 +144,7 @@ def build_snadn(ctx: BuildContext, protocol: str = "sr", nlsa: bool = True) -> t
         plan = TrainPlan(max_steps=SMOKE["steps"], batch_size=SMOKE["batch"], patch_size=SMOKE["patch"][ctx.scale],
                          notes=f"smoke: {SMOKE['blocks']} IS/stage, growth {SMOKE['growth'][0]}, "
                                f"{SMOKE['layers']} layers, NLSA width {SMOKE['nlsa_width']}, lr 1e-3")
-    if protocol == "rescale":  # the paper's Table 2 / 3 numbers are compared with this row only
-        plan = TrainPlan(max_steps=plan.max_steps, batch_size=plan.batch_size, patch_size=plan.patch_size,
-                         val_every_n_steps=plan.val_every_n_steps,
-                         notes=f"rescale protocol: up(own quantised LR, z); {plan.notes}")
-    if protocol == "rescale" and load_init_state(module, ctx.init_checkpoint):
-        plan = TrainPlan(max_steps=0, batch_size=plan.batch_size, patch_size=plan.patch_size,
-                         notes=f"{plan.notes}; evaluates the trained network of its init_from row")
-    return module, plan
+    return module, rescale_plan(module, plan, protocol, ctx.init_checkpoint, "evaluates the trained network of its init_from row")
 
 
 def build_snadn_rescale(ctx: BuildContext) -> tuple[DualModule, TrainPlan]:
