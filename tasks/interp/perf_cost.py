@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmark.metrics.efficiency import latency_ms
 from tasks.interp.aal import AttentionAwareLayer, KernelEstimationLayer, SelfAttention, SparseSelfAttention
 
 C = 64
@@ -123,20 +122,6 @@ def peak_memory_bytes(net: nn.Module, x: torch.Tensor) -> int | None:
     return int(tracker.get_tracker_snapshot("peak")[x.device]["Total"])
 
 
-def median_ms(net: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    with torch.no_grad():
-        net(x)
-        sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            net(x)
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def measure(sizes=(64, 128), sa_sizes=(32, 64), repeats: int = 5, device: str = "cpu",
             check_size: int | None = None) -> dict:
     torch.manual_seed(0)
@@ -150,7 +135,7 @@ def measure(sizes=(64, 128), sa_sizes=(32, 64), repeats: int = 5, device: str = 
             x = torch.randn(1, C, s, s, device=device)
             counts[s * s] = paper_flops(net, x)
             row["measured"][s] = {"gflops": counts[s * s] / 1e9, "peak_mb": _mb(peak_memory_bytes(net, x)),
-                                  "time_ms": median_ms(net, x, repeats)}
+                                  "time_ms": latency_ms(net, x, warmup=1, repeats=repeats)}
         row["gflops_512"] = fit_and_extrapolate(name, counts, n_target) / 1e9
         if name == "KEL":
             row["gflops_512_subnets"] = row["gflops_512"]
@@ -170,7 +155,7 @@ def measure(sizes=(64, 128), sa_sizes=(32, 64), repeats: int = 5, device: str = 
         if device == "cuda" and name != "SA":
             x = torch.randn(1, C, PAPER_SIZE, PAPER_SIZE, device=device)
             row["measured"][PAPER_SIZE] = {"gflops": None, "peak_mb": _mb(peak_memory_bytes(net, x)),
-                                           "time_ms": median_ms(net, x, repeats)}
+                                           "time_ms": latency_ms(net, x, warmup=1, repeats=repeats)}
         row["paper"] = PAPER[name]
         pf = PAPER[name]["flops_g"]
         row["flops_rel_diff"] = (row["gflops_512"] - pf) / pf if name != "SA" else \
