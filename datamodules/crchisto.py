@@ -80,7 +80,7 @@ class CRCHistoSRDataModule(RestorationDataModule):
         pts = [r.nuclei if self.roi == "all" else r.classes.get("epithelial", torch.empty(0, 2)) for r in recs]
         return PairedSRDataset([r.image for r in recs], self.scale, patch=self.patch if train else 0,
                                augment=train, points=pts, max_points=self.max_points,
-                               names=[f"img{r.number}" for r in recs], expect_size=(500, 500))
+                               names=[f"img{r.number}" for r in recs], expect_size=(500, 500), memory_cache=True)
 
     def setup(self, stage: str | None = None) -> None:
         train, test = split_records(load_records(self.root), self.split_seed)

@@ -41,12 +41,14 @@ class PairedSRDataset(Dataset):
     ``decoded_cache`` (real pairs only): a folder where each image is stored once decoded (.npy) and
     then memory-mapped, so a training crop reads only its rows instead of decoding a whole 1024x1024
     PNG (PathImgSR at paper size: ~21 -> hundreds of samples/s per worker; costs ~3x the PNGs on disk).
+    ``memory_cache`` (bicubic pairs only): keep each pair in memory as 8-bit after its first use.
     """
 
     def __init__(self, hr_paths: Sequence[Path], scale: int, lr_paths: Sequence[Path] | None = None,
                  patch: int = 0, augment: bool = False, points: Sequence[torch.Tensor] | None = None,
                  max_points: int = 0, names: Sequence[str] | None = None,
-                 expect_size: tuple[int, int] | None = None, decoded_cache: Path | None = None):
+                 expect_size: tuple[int, int] | None = None, decoded_cache: Path | None = None,
+                 memory_cache: bool = False):
         if lr_paths is not None and len(lr_paths) != len(hr_paths):
             raise ValueError(f"{len(lr_paths)} LR files for {len(hr_paths)} HR files")
         if patch and patch % scale:
@@ -57,6 +59,9 @@ class PairedSRDataset(Dataset):
         self.names = list(names) if names else [Path(p).stem for p in self.hr_paths]
         self.expect_size = expect_size  # (H, W) every HR image of the dataset has; None: any
         self.decoded_cache = Path(decoded_cache) if decoded_cache and lr_paths else None
+        # bicubic pairs of a small dataset (CRCHistoPhenotypes: 100 images, 64 MB): each pair made once
+        # and kept as 8-bit (both are 8-bit, so exact); otherwise every crop decodes and resizes a whole image
+        self._memory = {} if memory_cache and lr_paths is None else None
 
     def __len__(self) -> int:
         return len(self.hr_paths)
@@ -64,8 +69,14 @@ class PairedSRDataset(Dataset):
     def _pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scale
         if self.lr_paths is None:
+            if self._memory is not None and i in self._memory:
+                return self._memory[i]
             hr = mod_crop(read_rgb(self.hr_paths[i], self.expect_size), s)
-            return bicubic_lr(hr, s), hr
+            lr = bicubic_lr(hr, s)
+            if self._memory is not None:
+                self._memory[i] = tuple(x.mul(255.0).round_().to(torch.uint8) for x in (lr, hr))
+                return self._memory[i]
+            return lr, hr
         if self.decoded_cache is not None:
             lr, hr = self._decoded(self.lr_paths[i]), self._decoded(self.hr_paths[i], self.expect_size)
         else:

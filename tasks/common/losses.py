@@ -71,7 +71,7 @@ class VGGFeatures(nn.Module):
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
             features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
-        self.random_init = path is None
+        self.random_init, self.arch = path is None, arch
         self.features = features[: max(self.ids) + 1].eval()
         for p in self.features.parameters():
             p.requires_grad_(False)
@@ -111,6 +111,20 @@ class PerceptualLoss(nn.Module):
     def forward(self, x, y):
         fx, fy = self.vgg(x), self.vgg(y.detach())
         return sum(w * self.crit(a, b) for w, a, b in zip(self.weights, fx, fy))
+
+
+def perceptual_or_pixel(per: PerceptualLoss, w_pix: float, w_per: float) -> tuple[PerceptualLoss | None, float, float, str]:
+    """(perceptual loss, w_pix, w_per, note) as the paper has them; in smoke without the user's VGG
+    weights (``per.random_init``) no perceptual term, its weight moved onto the pixel term, and a note.
+
+    A random VGG is no perceptual metric: trained on a (He-initialised) random VGG16 relu2_2 loss, the
+    smoke SRNet's output saturates (7 dB).  Moving the weight keeps the content terms as dominant over
+    the adversarial term as the VGG term makes them in the papers, so a short smoke GAN phase stays near
+    its PSNR generator instead of following the adversarial gradient alone."""
+    if not per.random_init:
+        return per, w_pix, w_per, ""
+    return None, w_pix + w_per, 0.0, (f"smoke: no pretrained {per.vgg.arch.upper()}, perceptual term off "
+                                      f"(its weight on the pixel term)")
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:

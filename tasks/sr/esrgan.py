@@ -15,7 +15,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.discriminators import VGGStyleDiscriminator
-from tasks.common.losses import PerceptualLoss
+from tasks.common.losses import PerceptualLoss, perceptual_or_pixel
 from tasks.sr.module import SRGANModule, SRModule
 from tasks.sr.protocol import gan_training
 
@@ -75,7 +75,7 @@ class RRDBNet(nn.Module):
 PAPER = dict(nf=64, nb=23, gc=32, patch=128, batch=16, pretrain_steps=1_000_000, gan_steps=400_000, lr=1e-4,
              milestones=(50_000, 100_000, 200_000, 300_000), d_nf=64,
              pretrain_lr=2e-4, pretrain_milestones=(200_000, 400_000, 600_000, 800_000))
-SMOKE = dict(nf=8, nb=1, gc=4, patch=32, batch=4, pretrain_steps=60, gan_steps=8, lr=1e-3, milestones=(), d_nf=8,
+SMOKE = dict(nf=16, nb=2, gc=8, patch=32, batch=4, pretrain_steps=60, gan_steps=8, lr=1e-3, milestones=(), d_nf=8,
              pretrain_lr=2e-3, pretrain_milestones=())
 
 
@@ -95,10 +95,10 @@ def build_esrgan(ctx: BuildContext, recipe: str = "table") -> tuple[SRGANModule,
     disc = VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=tr["patch"])
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
-    module = SRGANModule(net, disc, ctx.scale, per, w_pix=1e-2, w_per=1.0, w_adv=5e-3, gan="ragan",
+    per, w_pix, w_per, notes = perceptual_or_pixel(per, w_pix=1e-2, w_per=1.0)
+    module = SRGANModule(net, disc, ctx.scale, per, w_pix=w_pix, w_per=w_per, w_adv=5e-3, gan="ragan",
                          pretrain_steps=tr["pretrain_steps"], lr=tr["lr"], betas=(0.9, 0.99),
                          milestones=tr["milestones"], restart_at=tr["restart_at"], restart_scale=restart_scale)
-    notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"], notes=notes)
 

@@ -344,5 +344,5 @@ def build_ignn(ctx: BuildContext, recipe: str = "table") -> tuple[SRModule, Trai
     net = build_network(ctx)
     module = SRModule(net, ctx.scale, lr=tr["lr"], betas=(0.9, 0.999), milestones=tr["milestones"], gamma=0.5,
                       loss="l1")
-    notes = "VGG19 graph embedding randomly initialised (smoke)" if net.graph.embedding.random_init else ""
+    notes = "smoke: VGG19 graph embedding random (He init), no pretrained weights" if net.graph.embedding.random_init else ""
     return module, TrainPlan(max_steps=tr["steps"], batch_size=tr["batch"], patch_size=tr["patch"], notes=notes)

@@ -31,7 +31,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.discriminators import PatchGANDiscriminator, SRGANDiscriminator, VGGStyleDiscriminator
-from tasks.common.losses import PerceptualLoss
+from tasks.common.losses import PerceptualLoss, perceptual_or_pixel
 from tasks.sr import masrnet
 from tasks.sr.module import SRGANModule, load_generator
 from tasks.sr.protocol import halving_milestones, masrgan_protocol
@@ -86,14 +86,15 @@ def build_masrgan(ctx: BuildContext, discriminator: Discriminator = "patchgan") 
                          allow_random=ctx.profile == "smoke")
     disc = build_discriminator(discriminator, ctx.in_channels, D_NF[ctx.profile], p.patch)
     net = masrnet.build_network(ctx, "mix")
-    notes = ["VGG19 randomly initialised (smoke)"] if per.random_init else []
+    per, w_pix, w_per, note = perceptual_or_pixel(per, w_pix=0.01, w_per=1.0)
+    notes = [note] if note else []
     if ctx.init_checkpoint is not None:
         load_generator(net, ctx.init_checkpoint)
         pretrain = 0
     else:
         pretrain = p.psnr_steps
         notes.append("MASRNet generator pre-trained in this run (no init checkpoint)")
-    module = MASRGANModule(net, disc, ctx.scale, per, pretrain_steps=pretrain, halve_every=p.halve_every,
+    module = MASRGANModule(net, disc, ctx.scale, per, w_pix=w_pix, w_per=w_per, pretrain_steps=pretrain, halve_every=p.halve_every,
                            gan_steps=p.gan_steps, lr=p.lr)
     return module, TrainPlan(max_steps=pretrain + p.gan_steps, batch_size=p.batch, patch_size=p.patch,
                              notes="; ".join(notes))

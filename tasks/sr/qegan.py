@@ -132,7 +132,7 @@ class MultilevelGANModule(SRGANModule):
 
 PAPER = dict(nf=64, n_blocks=16, d_nf=64, patch=96, batch=16, pretrain_steps=1_000_000, gan_steps=200_000,
              milestones=(100_000,), lr=1e-4)
-SMOKE = dict(nf=8, n_blocks=1, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=6, milestones=(), lr=1e-3)
+SMOKE = dict(nf=16, n_blocks=1, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=6, milestones=(), lr=1e-3)
 
 
 def build_qegan(ctx: BuildContext, recipe: str = "table") -> tuple[MultilevelGANModule, TrainPlan]:

@@ -134,7 +134,7 @@ class RVTTModule(SRNetModule):
 
 PAPER = srnet.PAPER | dict(t_nf=64, rois_per_image=4, w_adv=5e-3)
 # smoke: 64 px patches so that 32 px nucleus ROIs fit inside them (T2 must see pairs)
-SMOKE = srnet.SMOKE | dict(t_nf=8, rois_per_image=4, w_adv=5e-3, patch=64, steps=16)
+SMOKE = srnet.SMOKE | dict(t_nf=8, rois_per_image=4, w_adv=5e-3)
 
 
 def build_tester(in_ch: int, nf: int, size: int) -> RelativisticTester:

@@ -38,7 +38,7 @@ from torch import nn
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.discriminators import VGGStyleDiscriminator
-from tasks.common.losses import PerceptualLoss, d_loss, g_loss
+from tasks.common.losses import PerceptualLoss, d_loss, g_loss, perceptual_or_pixel
 from tasks.sr import esrgan
 from tasks.sr.esrgan import RRDB
 from tasks.sr.module import SRGANModule
@@ -211,9 +211,9 @@ def build_spsr(ctx: BuildContext, recipe: str = "table") -> tuple[SPSRModule, Tr
     net = SPSRNet(ctx.in_channels, ctx.in_channels, cfg["nf"], cfg["nb"], cfg["gc"], ctx.scale)
     disc, grad_disc = (VGGStyleDiscriminator(ctx.in_channels, cfg["d_nf"], input_size=tr["patch"]) for _ in range(2))
     per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=ctx.weights_dir, allow_random=ctx.profile == "smoke")
-    module = SPSRModule(net, disc, grad_disc, ctx.scale, per, pretrain_steps=tr["pretrain_steps"],
+    per, w_pix, w_per, notes = perceptual_or_pixel(per, w_pix=1e-2, w_per=1.0)
+    module = SPSRModule(net, disc, grad_disc, ctx.scale, per, w_pix=w_pix, w_per=w_per, pretrain_steps=tr["pretrain_steps"],
                         branch_init_steps=cfg["branch_init_steps"], lr=tr["lr"], betas=(0.9, 0.999),
                         milestones=tr["milestones"], gamma=0.5, restart_at=tr["restart_at"])
-    notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"], notes=notes)

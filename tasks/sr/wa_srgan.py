@@ -43,7 +43,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from benchmark.specs import BuildContext, TrainPlan
 from tasks.common.layers import PixelShuffleUpsampler, SelfAttention2d
-from tasks.common.losses import PerceptualLoss
+from tasks.common.losses import PerceptualLoss, perceptual_or_pixel
 from tasks.sr.module import SRGANModule
 from tasks.sr.protocol import gan_training
 
@@ -177,7 +177,7 @@ class WGANGPSRModule(SRGANModule):
 
 PAPER = dict(nf=64, n_blocks=16, widen=2, d_nf=64, patch=256, batch=16, pretrain_steps=1_000_000,
              gan_steps=1_000_000, n_critic=5, milestones=(500_000,), lr=1e-4)
-SMOKE = dict(nf=8, n_blocks=1, widen=2, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=10, n_critic=5,
+SMOKE = dict(nf=16, n_blocks=1, widen=2, d_nf=8, patch=32, batch=4, pretrain_steps=60, gan_steps=10, n_critic=5,
              milestones=(), lr=1e-3)
 
 
@@ -190,10 +190,10 @@ def build_wa_srgan(ctx: BuildContext, recipe: str = "table") -> tuple[WGANGPSRMo
     critic = WassersteinCritic(ctx.in_channels, cfg["d_nf"])
     per = PerceptualLoss(("relu5_4",), criterion="mse", arch="vgg19", weights_dir=ctx.weights_dir,
                          allow_random=ctx.profile == "smoke")
-    module = WGANGPSRModule(net, critic, ctx.scale, per, w_per=1.0, w_adv=1e-3, gp_weight=10.0,
+    per, w_pix, w_per, notes = perceptual_or_pixel(per, w_pix=0.0, w_per=1.0)
+    module = WGANGPSRModule(net, critic, ctx.scale, per, w_pix=w_pix, w_per=w_per, w_adv=1e-3, gp_weight=10.0,
                             n_critic=cfg["n_critic"], pretrain_steps=tr["pretrain_steps"], lr=tr["lr"],
                             milestones=tr["milestones"], gamma=0.5 if recipe == "table" else 0.1,
                             restart_at=tr["restart_at"])
-    notes = "VGG19 randomly initialised (smoke)" if per.random_init else ""
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"], notes=notes)

@@ -36,3 +36,19 @@ def test_decoded_cache_gives_identical_aligned_crops(tmp_path, shared_data):
     torch.manual_seed(0)
     item = cached[0]
     assert (bicubic_lr(item["hr"], 4)[:, 2:-2, 2:-2] - item["lr"][:, 2:-2, 2:-2]).abs().mean() < 0.02
+
+
+def test_memory_cache_of_bicubic_pairs_gives_identical_items(shared_data):
+    hr_paths = sorted((shared_data / "kather/CRC-VAL-HE-7K").glob("*/*.png"))[:3]
+    for patch, augment in ((64, True), (0, False)):
+        plain = PairedSRDataset(hr_paths, 4, patch=patch, augment=augment)
+        cached = PairedSRDataset(hr_paths, 4, patch=patch, augment=augment, memory_cache=True)
+        for rep in range(2):  # the second pass reads the memory copy
+            for i in range(len(plain)):
+                torch.manual_seed(10 * rep + i)
+                a = plain[i]
+                torch.manual_seed(10 * rep + i)
+                b = cached[i]
+                assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
+                assert b["hr"].dtype == torch.float32
+    assert len(cached._memory) == len(plain)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 
 from tasks.common.losses import PerceptualLoss, VGGFeatures
@@ -10,7 +12,7 @@ def _image(seed=0, size=64):
 
 def test_random_vgg_keeps_feature_scale_through_depth():
     """Smoke's random VGG must not make the perceptual term vanish (default init: conv5_4 rms ~1e-7)."""
-    vgg = VGGFeatures(("relu2_2", "conv5_4"), arch="vgg19", weights_dir=None, allow_random=True)
+    vgg = VGGFeatures(("relu2_2", "conv5_4"), arch="vgg19", weights_dir=Path("/nonexistent"), allow_random=True)
     assert vgg.random_init
     shallow, deep = vgg(_image())
     for f in (shallow, deep):
@@ -18,16 +20,25 @@ def test_random_vgg_keeps_feature_scale_through_depth():
 
 
 def test_random_vgg_is_the_same_every_time():
-    a = VGGFeatures(("relu2_2",), arch="vgg16", weights_dir=None, allow_random=True)
-    b = VGGFeatures(("relu2_2",), arch="vgg16", weights_dir=None, allow_random=True)
+    a = VGGFeatures(("relu2_2",), arch="vgg16", weights_dir=Path("/nonexistent"), allow_random=True)
+    b = VGGFeatures(("relu2_2",), arch="vgg16", weights_dir=Path("/nonexistent"), allow_random=True)
     x = _image()
     torch.testing.assert_close(a(x)[0], b(x)[0], rtol=0, atol=0)
 
 
 def test_random_perceptual_loss_outweighs_the_pixel_term_as_with_real_weights():
-    per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=None, allow_random=True)
+    per = PerceptualLoss(("conv5_4",), arch="vgg19", weights_dir=Path("/nonexistent"), allow_random=True)
     hr = _image()
     sr = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
     g_per, = torch.autograd.grad(per(sr, hr), sr)
     g_pix, = torch.autograd.grad(1e-2 * torch.nn.functional.l1_loss(sr, hr), sr)
     assert g_per.norm() > 10 * g_pix.norm()
+
+
+def test_perceptual_or_pixel_moves_a_random_vggs_weight_onto_the_pixel_term(stand_in_vgg_weights):
+    from tasks.common.losses import perceptual_or_pixel
+    real = PerceptualLoss(("relu2_2",), arch="vgg19", weights_dir=stand_in_vgg_weights)
+    assert perceptual_or_pixel(real, 1e-2, 1.0) == (real, 1e-2, 1.0, "")
+    random = PerceptualLoss(("relu2_2",), arch="vgg19", weights_dir=Path("/nonexistent"), allow_random=True)
+    per, w_pix, w_per, note = perceptual_or_pixel(random, 1e-2, 1.0)
+    assert per is None and (w_pix, w_per) == (1.01, 0.0) and "no pretrained VGG19" in note

@@ -50,12 +50,14 @@ def test_relativistic_losses_match_esrgan_eq_1_2():
 
 def test_smoke_pretrain_then_gan(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_esrgan(smoke_ctx())
-    assert "random" in plan.notes
-    pre = module.hparams.pretrain_steps
+    assert "no pretrained VGG19, perceptual term off" in plan.notes
+    assert module.hparams.pretrain_steps == plan.max_steps - 10
+    pre = module.hparams.pretrain_steps = 4            # the phases, shortened
+    steps = pre + 6
     moves = param_moves(lambda m: (m.net.parameters(), m.discriminator.parameters()))
-    trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
-    assert trainer.global_step == 2 * plan.max_steps
-    assert moves.rows == [(True, False)] * pre + [(True, True)] * (plan.max_steps - pre)
+    trainer = fit(module, real_batch(4, plan.patch_size), steps, [moves])
+    assert trainer.global_step == 2 * steps
+    assert moves.rows == [(True, False)] * pre + [(True, True)] * (steps - pre)
 
 
 def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx, pixel_error):

@@ -180,7 +180,7 @@ def test_paper_profile_requires_vgg19():
 
 def test_smoke_training_on_real_images_reduces_l1(shared_data):
     module, plan = _smoke_build()
-    assert "randomly initialised" in plan.notes and plan.patch_size == 64
+    assert "random (He init)" in plan.notes and plan.patch_size == 64
     files = sorted((shared_data / "kather" / "CRC-VAL-HE-7K").glob("*/*.png"))[::8][:4]
     torch.manual_seed(0)
     data = PairedSRDataset(files, scale=4, patch=plan.patch_size)

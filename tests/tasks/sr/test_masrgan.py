@@ -52,15 +52,19 @@ def test_paper_profile_requires_vgg19():
         masrgan.build_masrgan(_ctx("paper"))
 
 
-def test_generator_loss_is_equation_7():
-    module, plan = _smoke_build("patchgan")
+def test_generator_loss_is_equation_7(stand_in_vgg_weights):
+    ctx = BuildContext("sr", "pathimgsr_x4", "smoke", 4, 3, stand_in_vgg_weights, init_checkpoint=_masrnet_checkpoint())
+    module, plan = BUILDERS["patchgan"](ctx)
     hp = module.hparams
     assert (hp.w_pix, hp.w_adv, hp.w_per, hp.gan, hp.loss) == (0.01, 0.005, 1.0, "vanilla", "l1")
     per = module.perceptual
     assert per.vgg.ids == [8] and isinstance(per.crit, nn.MSELoss)   # VGG19 relu2_2, Euclidean
     assert isinstance(module.discriminator, PatchGANDiscriminator)
     assert isinstance(module.net, MASRNet) and module.net.body[0].body[0].attention.spatial is not None
-    assert "randomly initialised" in plan.notes
+    # smoke without the user's VGG19: no perceptual term, its weight on the pixel term, said in the notes
+    module, plan = _smoke_build("patchgan")
+    assert module.perceptual is None and (module.hparams.w_pix, module.hparams.w_per) == (1.01, 0.0)
+    assert "no pretrained VGG19" in plan.notes
 
 
 def test_starts_from_the_trained_masrnet_generator():
@@ -151,7 +155,9 @@ def test_smoke_gan_training_on_real_images(kind, shared_data):
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=plan.batch_size))
     assert module.iteration == plan.max_steps
     logged = trainer.callback_metrics
-    assert all(torch.isfinite(logged[k]) for k in ("train/pix", "train/per", "train/adv", "train/d"))
+    # smoke without VGG19 weights: the perceptual term is off (its weight on the pixel term)
+    assert "train/per" not in logged
+    assert all(torch.isfinite(logged[k]) for k in ("train/pix", "train/adv", "train/d"))
     assert any(not torch.equal(a, b) for a, b in zip(d_initial, module.discriminator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(g_initial, module.net.parameters()))
     assert _l1(module, batch) < 1.5 * before

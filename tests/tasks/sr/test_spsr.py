@@ -58,15 +58,17 @@ def _spsr_groups(module):
 
 def test_smoke_phases_pretrain_fusion_only_then_all(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_spsr(smoke_ctx())
-    assert "random" in plan.notes
+    assert "no pretrained VGG19, perceptual term off" in plan.notes
+    module.hparams.pretrain_steps = 4                   # the phases, shortened
     pre, init = module.hparams.pretrain_steps, module.hparams.branch_init_steps
+    steps = pre + init + 3
     moves = param_moves(_spsr_groups)
-    trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
-    assert trainer.global_step == 3 * plan.max_steps
+    trainer = fit(module, real_batch(4, plan.patch_size), steps, [moves])
+    assert trainer.global_step == 3 * steps
     # (branches, fusion, image D, gradient D)
     assert moves.rows[:pre] == [(True, True, False, False)] * pre
     assert moves.rows[pre:pre + init] == [(False, True, True, True)] * init
-    assert moves.rows[pre + init:] == [(True, True, True, True)] * (plan.max_steps - pre - init)
+    assert moves.rows[pre + init:] == [(True, True, True, True)] * (steps - pre - init)
 
 
 def test_pretraining_lowers_the_l1_loss(real_batch, fit, smoke_ctx, pixel_error):

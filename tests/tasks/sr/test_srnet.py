@@ -69,16 +69,21 @@ def test_edge_term_sees_edges_not_offsets(crch_items):
     assert torch.isclose(plain(blurred, hr)["pix"], 1e-2 * (blurred - hr).abs().mean())
 
 
-def test_builders_and_a_few_steps_reduce_j_recon(tmp_path, crch_items):
+def test_builders_and_a_few_steps_reduce_j_recon(tmp_path, crch_items, stand_in_vgg_weights):
     with pytest.raises(MissingWeightsError):
         build_srnet(_ctx("paper", tmp_path))
-    module, plan = build_srnet_w(_ctx("smoke", tmp_path))
-    assert isinstance(module, SRNetModule) and module.recon.edge_weight == 1.0 and module.recon.eta == 1e-2
-    assert plan.notes == "VGG16 randomly initialised (smoke)" and plan.patch_size == SMOKE["patch"]
-    per = module.recon.perceptual                     # Johnson et al.: VGG16 relu2_2, squared L2 (mean)
+    # paper: eta * L1 + Johnson et al.'s VGG16 relu2_2 squared L2 (mean), from the user's weights file
+    paper, _ = build_srnet_w(_ctx("paper", stand_in_vgg_weights))
+    per = paper.recon.perceptual
     assert per.vgg.ids == [8] and isinstance(per.crit, torch.nn.MSELoss) and len(per.vgg.features) == 9
+    assert not per.random_init and paper.recon.eta == 1e-2 and paper.recon.edge_weight == 1.0
     assert PAPER["steps"] == 500_000 and PAPER["milestones"] == (100_000, 200_000, 300_000, 400_000)
-    # with the edge term and the (random, smoke) VGG perceptual term, a few steps on one real batch reduce J_recon
+    # smoke without weights: no VGG term; eta * L1 and the edge term scaled by 1/eta (same ratio)
+    module, plan = build_srnet_w(_ctx("smoke", tmp_path))
+    assert isinstance(module, SRNetModule) and module.recon.perceptual is None
+    assert module.recon.eta == 1.0 and module.recon.edge_weight == pytest.approx(1.0 / 1e-2)
+    assert "no pretrained VGG16" in plan.notes and plan.patch_size == SMOKE["patch"]
+    # a few steps on one real batch reduce J_recon
     module.hparams.lr = 1e-3
     outs = _fit(module, crch_items, 5)
     assert outs[-1]["loss"] < outs[0]["loss"]

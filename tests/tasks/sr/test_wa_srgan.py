@@ -47,14 +47,16 @@ def test_gradient_penalty_of_a_linear_critic():
 
 def test_smoke_schedule_pretrain_then_five_critic_steps_per_generator_step(real_batch, fit, smoke_ctx, param_moves):
     module, plan = build_wa_srgan(smoke_ctx())
-    assert "random" in plan.notes
+    assert "no pretrained VGG19, perceptual term off" in plan.notes
+    module.hparams.pretrain_steps = 4                   # the phases, shortened
     pre, n_critic = module.hparams.pretrain_steps, module.hparams.n_critic
+    steps = pre + 10
     moves = param_moves(lambda m: (m.net.parameters(), m.discriminator.parameters()))
-    trainer = fit(module, real_batch(4, plan.patch_size), plan.max_steps, [moves])
-    assert trainer.global_step == 2 * plan.max_steps
+    trainer = fit(module, real_batch(4, plan.patch_size), steps, [moves])
+    assert trainer.global_step == 2 * steps
     g, d = [r[0] for r in moves.rows], [r[1] for r in moves.rows]
     assert g[:pre] == [True] * pre and d[:pre] == [False] * pre                  # MSE pre-training
-    gan = range(plan.max_steps - pre)
+    gan = range(steps - pre)
     assert d[pre:] == [True for _ in gan]                                        # a critic step every batch
     assert g[pre:] == [i % n_critic == n_critic - 1 for i in gan]                # G after every 5th
     assert module.optimizers()[0].optimizer.param_groups[0]["betas"] == (0.0, 0.9)
