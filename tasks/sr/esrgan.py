@@ -86,7 +86,7 @@ def build_esrgan(ctx: BuildContext, recipe: str = "table") -> tuple[SRGANModule,
     halved at 50k/100k/200k/300k (the "ESRGAN (own recipe)" variant)."""
     cfg = PAPER if ctx.profile == "paper" else SMOKE
     tr = gan_training(ctx, cfg, recipe)
-    restart_scale = 1.0
+    restart_scale = tr["restart_scale"]
     if recipe == "own":  # one optimizer over both phases: base lr 2e-4, the GAN phase restarts at half of it
         tr |= dict(lr=cfg["pretrain_lr"], restart_at=cfg["pretrain_steps"],
                    milestones=tuple(cfg["pretrain_milestones"]) + tr["milestones"])

@@ -43,19 +43,22 @@ DISCRIMINATORS: tuple[str, ...] = ("patchgan", "vgg128", "vgg16")
 class MASRGANModule(SRGANModule):
     """SRGANModule with MASRGAN's losses (Eq. 4-7) and the Table protocol's step halving.
 
-    From a trained MASRNet (``pretrain_steps`` 0) the GAN phase halves from lr 1e-4 every
-    ``halve_every`` iterations; with ``pretrain_steps`` > 0 the generator is first trained on L1 in
-    this run and the halving restarts at lr 1e-4 when the GAN phase begins.
+    From a trained MASRNet (``pretrain_steps`` 0) the GAN phase halves from ``gan_lr`` (the Table
+    protocol's 1e-4) every ``halve_every`` iterations; with ``pretrain_steps`` > 0 the generator is
+    first trained on L1 at ``lr`` in this run and the halving restarts at ``gan_lr`` when the GAN
+    phase begins.
     """
 
     def __init__(self, net: nn.Module, discriminator: nn.Module, scale: int, perceptual: PerceptualLoss | None,
                  pretrain_steps: int, halve_every: int = 2_000, gan_steps: int = 20_000, w_pix: float = 0.01,
-                 w_per: float = 1.0, w_adv: float = 0.005, lr: float = 1e-4):
+                 w_per: float = 1.0, w_adv: float = 0.005, lr: float = 1e-4, gan_lr: float | None = None):
+        gan_lr = gan_lr or lr
         milestones = halving_milestones(pretrain_steps, halve_every) + tuple(
             pretrain_steps + m for m in halving_milestones(gan_steps, halve_every))
         super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv,
-                         gan="vanilla", pretrain_steps=pretrain_steps, lr=lr, betas=(0.9, 0.999), loss="l1",
-                         milestones=milestones, gamma=0.5, restart_at=pretrain_steps)
+                         gan="vanilla", pretrain_steps=pretrain_steps, lr=lr if pretrain_steps else gan_lr,
+                         betas=(0.9, 0.999), loss="l1", milestones=milestones, gamma=0.5, restart_at=pretrain_steps,
+                         restart_scale=gan_lr / lr if pretrain_steps else 1.0)
         self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
 
 
@@ -95,7 +98,7 @@ def build_masrgan(ctx: BuildContext, discriminator: Discriminator = "patchgan") 
         pretrain = p.psnr_steps
         notes.append("MASRNet generator pre-trained in this run (no init checkpoint)")
     module = MASRGANModule(net, disc, ctx.scale, per, w_pix=w_pix, w_per=w_per, pretrain_steps=pretrain, halve_every=p.halve_every,
-                           gan_steps=p.gan_steps, lr=p.lr)
+                           gan_steps=p.gan_steps, lr=p.lr, gan_lr=p.gan_lr)
     return module, TrainPlan(max_steps=pretrain + p.gan_steps, batch_size=p.batch, patch_size=p.patch,
                              notes="; ".join(notes))
 

@@ -101,10 +101,11 @@ class MultilevelGANModule(SRGANModule):
 
     def __init__(self, net: MultilevelGenerator, discriminator: nn.ModuleList, scale: int, w_pix: float = 1.0,
                  w_ssim: float = 1.0, w_adv: float = 1e-3, gan: str = "vanilla", pretrain_steps: int = 0,
-                 lr: float = 1e-4, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1, restart_at: int = 0):
+                 lr: float = 1e-4, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1, restart_at: int = 0,
+                 restart_scale: float = 1.0):
         super().__init__(net, discriminator, scale, perceptual=None, w_pix=w_pix, w_per=0.0, w_adv=w_adv, gan=gan,
                          pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
-                         loss="l1", restart_at=restart_at)
+                         loss="l1", restart_at=restart_at, restart_scale=restart_scale)
         self.save_hyperparameters(ignore=["net", "discriminator"])
 
     def level_targets(self, hr: torch.Tensor) -> list[torch.Tensor]:
@@ -147,6 +148,6 @@ def build_qegan(ctx: BuildContext, recipe: str = "table") -> tuple[MultilevelGAN
     module = MultilevelGANModule(net, discs, ctx.scale, w_pix=1.0, w_ssim=1.0, w_adv=1e-3, gan="vanilla",
                                  pretrain_steps=tr["pretrain_steps"], lr=tr["lr"], betas=(0.9, 0.999),
                                  milestones=tr["milestones"], gamma=0.5 if recipe == "table" else 0.1,
-                                 restart_at=tr["restart_at"])
+                                 restart_at=tr["restart_at"], restart_scale=tr["restart_scale"])
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"])

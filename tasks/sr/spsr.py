@@ -126,12 +126,12 @@ class SPSRModule(SRGANModule):
                  w_grad_pix: float = 1e-2, w_grad_adv: float = 5e-3, w_branch: float = 0.5,
                  pretrain_steps: int = 0, branch_init_steps: int = 5000, lr: float = 1e-4,
                  betas: Sequence[float] = (0.9, 0.999), milestones: Sequence[int] = (), gamma: float = 0.5,
-                 restart_at: int = 0):
+                 restart_at: int = 0, restart_scale: float = 1.0):
         with warnings.catch_warnings():  # the parents' save_hyperparameters see (and warn of) this module
             warnings.filterwarnings("ignore", message=".*'grad_discriminator' is an instance of `nn.Module`")
             super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv,
                              gan="ragan", pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones,
-                             gamma=gamma, restart_at=restart_at)
+                             gamma=gamma, restart_at=restart_at, restart_scale=restart_scale)
         self.save_hyperparameters(ignore=["net", "discriminator", "grad_discriminator", "perceptual"])
         self.grad_discriminator = grad_discriminator
 
@@ -214,6 +214,7 @@ def build_spsr(ctx: BuildContext, recipe: str = "table") -> tuple[SPSRModule, Tr
     per, w_pix, w_per, notes = perceptual_or_pixel(per, w_pix=1e-2, w_per=1.0)
     module = SPSRModule(net, disc, grad_disc, ctx.scale, per, w_pix=w_pix, w_per=w_per, pretrain_steps=tr["pretrain_steps"],
                         branch_init_steps=cfg["branch_init_steps"], lr=tr["lr"], betas=(0.9, 0.999),
-                        milestones=tr["milestones"], gamma=0.5, restart_at=tr["restart_at"])
+                        milestones=tr["milestones"], gamma=0.5, restart_at=tr["restart_at"],
+                        restart_scale=tr["restart_scale"])
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"], notes=notes)

@@ -118,10 +118,11 @@ class WGANGPSRModule(SRGANModule):
                  w_pix: float = 0.0, w_per: float = 1.0, w_adv: float = 1e-3, gp_weight: float = 10.0,
                  n_critic: int = 5, pretrain_steps: int = 0, lr: float = 1e-4,
                  pretrain_betas: Sequence[float] = (0.9, 0.999), betas: Sequence[float] = (0.0, 0.9),
-                 milestones: Sequence[int] = (), gamma: float = 0.1, loss: str = "mse", restart_at: int = 0):
+                 milestones: Sequence[int] = (), gamma: float = 0.1, loss: str = "mse", restart_at: int = 0,
+                 restart_scale: float = 1.0):
         super().__init__(net, discriminator, scale, perceptual, w_pix=w_pix, w_per=w_per, w_adv=w_adv, gan="wgan-gp",
                          pretrain_steps=pretrain_steps, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
-                         loss=loss, restart_at=restart_at)
+                         loss=loss, restart_at=restart_at, restart_scale=restart_scale)
         self.save_hyperparameters(ignore=["net", "discriminator", "perceptual"])
 
     def configure_optimizers(self):
@@ -194,6 +195,6 @@ def build_wa_srgan(ctx: BuildContext, recipe: str = "table") -> tuple[WGANGPSRMo
     module = WGANGPSRModule(net, critic, ctx.scale, per, w_pix=w_pix, w_per=w_per, w_adv=1e-3, gp_weight=10.0,
                             n_critic=cfg["n_critic"], pretrain_steps=tr["pretrain_steps"], lr=tr["lr"],
                             milestones=tr["milestones"], gamma=0.5 if recipe == "table" else 0.1,
-                            restart_at=tr["restart_at"])
+                            restart_at=tr["restart_at"], restart_scale=tr["restart_scale"])
     return module, TrainPlan(max_steps=tr["pretrain_steps"] + tr["gan_steps"], batch_size=tr["batch"],
                              patch_size=tr["patch"], notes=notes)

@@ -99,6 +99,19 @@ def test_smoke_protocol_keeps_the_structure():
     assert MASRGAN_SMOKE.psnr_steps > MASRGAN_SMOKE.halve_every > 0
 
 
+@pytest.mark.parametrize("key", [k for k in TABLE_ROWS if k.startswith(("esrgan", "spsr", "qegan", "wa_srgan", "masrgan"))])
+def test_smoke_gan_phase_restarts_at_the_papers_lr(key, tmp_path):
+    """Smoke's 10x lr is for the from-scratch PSNR phase; the GAN phase runs at the protocol's gan_lr."""
+    p = MASRGAN_SMOKE
+    module, plan = METHODS[key].build(BuildContext("sr", "pathimgsr_x4", "smoke", 4, 3, tmp_path))
+    assert module.hparams.pretrain_steps == p.psnr_steps and plan.max_steps == p.psnr_steps + p.gan_steps
+    f = module._schedule(__import__("torch").optim.SGD([__import__("torch").nn.Parameter(
+        __import__("torch").zeros(1))], lr=module.hparams.lr)).lr_lambdas[0]
+    lr = module.hparams.lr
+    assert lr * f(0) == p.lr and lr * f(p.psnr_steps - 1) == p.lr / 2
+    assert lr * f(p.psnr_steps) == pytest.approx(p.gan_lr) and p.gan_lr == MASRGAN_PAPER.gan_lr
+
+
 def test_own_recipes_are_their_papers(monkeypatch, tmp_path):
     module, plan = _paper_plan("rcan_own", monkeypatch, tmp_path)
     assert (plan.max_steps, plan.patch_size) == (1_000_000, 192)
