@@ -76,12 +76,12 @@ def test_builders_and_a_few_steps_reduce_j_recon(tmp_path, crch_items, stand_in_
     paper, _ = build_srnet_w(_ctx("paper", stand_in_vgg_weights))
     per = paper.recon.perceptual
     assert per.vgg.ids == [8] and isinstance(per.crit, torch.nn.MSELoss) and len(per.vgg.features) == 9
-    assert not per.random_init and paper.recon.eta == 1e-2 and paper.recon.edge_weight == 1.0
+    assert not per.random_init and paper.recon.eta == 1e-2 and paper.recon.edge_weight == 0.1
     assert PAPER["steps"] == 500_000 and PAPER["milestones"] == (100_000, 200_000, 300_000, 400_000)
     # smoke without weights: no VGG term; eta * L1 and the edge term scaled by 1/eta (same ratio)
     module, plan = build_srnet_w(_ctx("smoke", tmp_path))
     assert isinstance(module, SRNetModule) and module.recon.perceptual is None
-    assert module.recon.eta == 1.0 and module.recon.edge_weight == pytest.approx(1.0 / 1e-2)
+    assert module.recon.eta == 1.0 and module.recon.edge_weight == pytest.approx(0.1 / 1e-2)
     assert "no pretrained VGG16" in plan.notes and plan.patch_size == SMOKE["patch"]
     # a few steps on one real batch reduce J_recon
     module.hparams.lr = 1e-3
