@@ -326,7 +326,7 @@ class IGNN(nn.Module):
 
 PAPER = dict(nf=256, n_blocks=32, k=5, window=30, patch=160, batch=2, steps=800_000, lr=1e-4,
              milestones=(160_000, 320_000, 480_000, 640_000))
-SMOKE = dict(nf=8, n_blocks=2, k=3, window=30, patch=64, batch=2, steps=60, lr=1e-3, milestones=())
+SMOKE = dict(nf=16, n_blocks=2, k=3, window=30, patch=64, batch=2, steps=60, lr=1e-3, milestones=())
 
 
 def build_network(ctx: BuildContext) -> IGNN:
