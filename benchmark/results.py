@@ -7,6 +7,7 @@ Files are replaced with os.replace, so a crash mid-write never leaves a truncate
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -60,7 +61,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The checkout's commit (+dirty), read once per process: the code a run imported at its start,
+    not whatever the checkout holds when a later record is written."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=5, cwd=Path(__file__).resolve().parents[1])

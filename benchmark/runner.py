@@ -35,7 +35,7 @@ from benchmark.loggers import log_sample_grid, make_logger
 from benchmark.metrics.efficiency import measure
 from benchmark.profiles import get_profile
 from benchmark.registry import load_task, select_methods
-from benchmark.results import ResultRecord, ResultStore, environment
+from benchmark.results import ResultRecord, ResultStore, environment, git_commit
 from benchmark.samples import save_samples
 from benchmark.specs import BuildContext, DatasetSpec, MethodSpec
 from benchmark.weights import require, weight_path
@@ -306,6 +306,7 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
              results_dir: Path = Path("results"), runs_dir: Path = Path("runs"), seed: int = 0,
              progress: bool = True) -> list[ResultRecord]:
     get_profile(profile)
+    git_commit()  # recorded as of now, before any checkout change during a long run
     results_dir, runs_dir = Path(results_dir), Path(runs_dir)
     task, pairs = plan_runs(task_name, methods, datasets)
     requested = set(methods or task.METHODS)
