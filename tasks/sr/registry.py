@@ -76,7 +76,7 @@ METHODS: dict[str, MethodSpec] = {
     "srnet": MethodSpec("SRNet", "baseline", srnet.build_srnet, "rvtt", CRCH, needs=VGG16, fidelity_note=_RVTT_G),
     "srnet_w": MethodSpec("SRNet-w", "baseline", srnet.build_srnet_w, "rvtt", CRCH, needs=VGG16,
                           fidelity="reconstructed",
-                          fidelity_note="edge term of ref. [2] not available: Sobel-gradient MSE, weight 1; "
+                          fidelity_note="edge term of ref. [2] not available: Sobel-gradient MSE, weight 0.1; "
                                         + _RVTT_G),
     "rvtt_t1": MethodSpec("T1", "proposed", rvtt.build_rvtt_t1, "rvtt", CRCH, needs=VGG16,
                           fidelity_note="tester = ESRGAN's VGG-style critic; " + _RVTT_G),
