@@ -31,11 +31,25 @@ def pixel_loss(kind: str) -> nn.Module:
     return {"l1": nn.L1Loss(), "mse": nn.MSELoss(), "charbonnier": CharbonnierLoss()}[kind]
 
 
+def _he_init(features: nn.Module) -> None:
+    """Variance-preserving (He, fan-in) init of a random VGG.  PyTorch's default conv init shrinks the
+    activations ~3x per layer, so a default random VGG's conv5_4 features are ~1e-7 and the perceptual /
+    style terms vanish, leaving the adversarial term alone against a 1e-2 pixel loss (the smoke GANs
+    then drift off their PSNR generator).  With He init the features keep the input's scale (rms ~1.5
+    at relu2_2..conv5_4): random-weight features are a usable stand-in for a perceptual loss (He, Wang &
+    Hopcroft, NeurIPS 2016), so the loss terms keep roughly their paper balance."""
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+
 class VGGFeatures(nn.Module):
     """Frozen ImageNet VGG features at named layers, inputs in [0, 1] RGB.
 
     Weights come from MIRBENCH_WEIGHTS (torchvision's file).  ``allow_random=True`` (smoke profile
-    only) falls back to a seeded random VGG and sets ``self.random_init`` so results say so.
+    only) falls back to a seeded, He-initialised random VGG (:func:`_he_init`) and sets
+    ``self.random_init`` so results say so.
     """
 
     def __init__(self, layers: tuple[str, ...] = ("conv5_4",), arch: str = "vgg19",
@@ -52,6 +66,8 @@ class VGGFeatures(nn.Module):
         with torch.random.fork_rng():
             torch.manual_seed(0)  # a random VGG (smoke only) is at least the same one every run
             features = make_layers(cfgs["E" if arch == "vgg19" else "D"])  # the conv part only
+            if path is None:
+                _he_init(features)
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
             features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
