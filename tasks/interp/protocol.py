@@ -29,7 +29,7 @@ def table_protocol(ctx: BuildContext, net: nn.Module, smoke_steps: int, notes: s
     if loss.dropped_vgg:
         parts.append(SMOKE_NO_VGG_NOTE)
     elif loss.random_vgg:
-        parts.append("VGG16 random (smoke): 1e6*L_bs ~ 1e-5, the loss is essentially Charbonnier + L_f")
+        parts.append("VGG16 random (smoke): L_bs and L_f on a random VGG16")
     extra = getattr(net, "random_init_note", "")
     if extra:
         parts.append(extra)
