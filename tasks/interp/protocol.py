@@ -22,8 +22,9 @@ SMOKE = dict(batch=4, patch=64, lr=1e-3, decay_at=PAPER_DECAY_EPOCH / PAPER_EPOC
 
 
 def table_protocol(ctx: BuildContext, net: nn.Module, smoke_steps: int, notes: str = "",
-                   smoke_batch: int = SMOKE["batch"]) -> tuple[InterpModule, TrainPlan]:
-    """(module, plan) for a network trained under the paper tables' protocol in ``ctx.profile``."""
+                   smoke_batch: int = SMOKE["batch"], smoke_val_every: int | None = None) -> tuple[InterpModule, TrainPlan]:
+    """(module, plan) for a network trained under the paper tables' protocol in ``ctx.profile``.
+    ``smoke_val_every``: validation interval in smoke (default: the runner's 8 points per run)."""
     loss = ssan_loss(ctx)
     parts = [notes] if notes else []
     if loss.dropped_vgg:
@@ -41,4 +42,5 @@ def table_protocol(ctx: BuildContext, net: nn.Module, smoke_steps: int, notes: s
     decay_at = round(SMOKE["decay_at"] * smoke_steps)
     module = InterpModule(net, loss, lr=SMOKE["lr"], milestones=(decay_at,), gamma=0.1, milestone_interval="step")
     return module, TrainPlan(max_steps=smoke_steps, batch_size=smoke_batch, patch_size=SMOKE["patch"],
-                             ckpt_every_n_steps=smoke_steps, notes="; ".join(parts))
+                             ckpt_every_n_steps=smoke_steps, val_every_n_steps=smoke_val_every,
+                             notes="; ".join(parts))
