@@ -3,7 +3,7 @@ The DataModule over a built folder, the cached smoke build from the shared sampl
 
     python -m datamodules.cremi_triplet build --source sample_C_padded_20160501.hdf --out DIR/C
         [--labels LABELS.tif] [--mode filter|paper] [--paper-count 1333] [--split zblock|random]
-        [--crop 512] [--stride 512] [--margin 64] [--grid origin|valid] [--hist-ref middle|none] ...
+        [--crop 512] [--stride 512] [--margin 64] [--grid origin|valid] [--hist-ref volume|middle|none] ...
 
 ``--source`` is an official CREMI hdf5 file, a tif stack or a folder of z-ordered 2-D slices (a user's
 own serial sections).  The recipe is :mod:`datamodules.cremi_triplet_builder` (numpy only).
@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.base import CorruptImageError, MissingDataError, RestorationDataModule, data_root
-from datamodules.cremi_triplet_builder import (PAPER, PAPER_COUNTS, SMOKE, BuildSettings, Thresholds,
+from datamodules.cremi_triplet_builder import (HIST_REFS, PAPER, PAPER_COUNTS, SMOKE, BuildSettings, Thresholds,
                                                atomic_build, build, log_to_stderr, read_json)
 
 FOLDER = "cremi_triplet"
@@ -31,7 +31,7 @@ SOURCE = ("built from the CREMI padded training volumes (cremi.org; `python -m d
           "cremi_padded`) by `python -m datamodules.cremi_triplet build --source "
           "$MIRBENCH_DATA/cremi/sample_C_padded_20160501.hdf --out $MIRBENCH_DATA/cremi_triplet/C`")
 SAMPLE = ("cremi/cremi_image.tif", "cremi/cremi_labels.tif")  # the shared 25-slice crop of CREMI C
-_SMOKE_VERSION = 1       # bump when the builder changes what it writes, to refresh cached smoke builds
+_SMOKE_VERSION = 2       # bump when the builder changes what it writes, to refresh cached smoke builds
 
 
 def cache_root() -> Path:
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--paper-count", type=int, help=f"mode=paper: triplets to keep (paper: {PAPER_COUNTS})")
     b.add_argument("--sample", choices=sorted(PAPER_COUNTS), help="mode=paper: take --paper-count from the paper")
     b.add_argument("--split", choices=["zblock", "random"])
-    b.add_argument("--hist-ref", choices=["middle", "none"])
+    b.add_argument("--hist-ref", choices=list(HIST_REFS),
+                   help="neighbours' histogram reference (default volume; middle = the paper's, leaks the GT)")
     for name in Thresholds.__dataclass_fields__:
         b.add_argument(f"--{name.replace('_', '-')}", type=float if name not in ("flat_block", "flat_range") else int)
     args = parser.parse_args(argv)

@@ -13,9 +13,14 @@ The paper's pipeline, with the thresholds it does not state chosen and recorded 
    pixels are dropped;
 4. drop defective / weakly continuous / unevenly blurred crops (:class:`Thresholds`); ``mode='paper'``
    keeps, after the defect and blur rules, the K most continuous crops (K = the paper's count);
-5. histogram specification of the neighbours (``skimage.exposure.match_histograms``), reference =
-   the middle slice by default (this lets the ground truth's grey-level distribution into the inputs;
-   mild, and recorded), or none;
+5. histogram specification of the neighbours, reference ``hist_ref`` (recorded in build.json):
+   ``volume`` (default): the pooled grey-level histogram of every slice that belongs to a kept triplet,
+   one reference for the whole build (``hist_ref_counts``); ``middle``: the middle slice of each
+   triplet, the paper's choice ("to reduce the difference in brightness and contrast between three
+   consecutive images"; ``skimage.exposure.match_histograms``); ``none``.  ``middle`` is not the
+   default because it hands each input the grey-level distribution of the very slice to be
+   predicted, a ground-truth leak that flatters every method and most of all the trivial average;
+   it is kept as the option that reproduces the paper's preprocessing;
 6. split 3:1:1: ``zblock`` (contiguous ground-truth z ranges; triplets that share a slice with a later
    split are dropped so no slice is both trained on and tested) or the paper's ``random`` (seeded; with
    z-sliding triplets a test slice is a training input).
@@ -61,6 +66,14 @@ class Thresholds:
     max_blur_ratio: float = 2.0
 
 
+HIST_REFS = ("volume", "middle", "none")
+HIST_REF_NOTES = {"volume": "neighbours matched to the pooled histogram of every slice in a kept triplet (one "
+                            "reference for the build, hist_ref_counts; no per-triplet ground-truth leak)",
+                  "middle": "neighbours matched to the middle (ground-truth) slice's histogram (the paper's "
+                            "choice; leaks the target's grey-level distribution into the inputs)",
+                  "none": "no histogram specification"}
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     crop: int = 512
@@ -69,7 +82,7 @@ class BuildSettings:
     grid: str = "origin"             # 'origin' or 'valid'
     mode: str = "filter"             # 'filter' (thresholds) or 'paper' (top-K continuity, K = paper count)
     paper_count: int | None = None   # K for mode='paper'
-    hist_ref: str = "middle"         # 'middle' or 'none'
+    hist_ref: str = "volume"         # 'volume' (leak-free), 'middle' (the paper's) or 'none'
     split: str = "zblock"            # 'zblock' or 'random'
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = 0
@@ -77,7 +90,7 @@ class BuildSettings:
 
     def __post_init__(self):
         for name, value, allowed in (("grid", self.grid, ("origin", "valid")), ("mode", self.mode, ("filter", "paper")),
-                                     ("hist_ref", self.hist_ref, ("middle", "none")),
+                                     ("hist_ref", self.hist_ref, HIST_REFS),
                                      ("split", self.split, ("zblock", "random"))):
             if value not in allowed:
                 raise ValueError(f"{name} {value!r} not in {allowed}")
@@ -345,6 +358,27 @@ def assign_splits(kept: list[dict], s: BuildSettings) -> list[dict]:
     return sorted(out, key=lambda r: (r["z"], r["y"], r["x"]))
 
 
+def match_to_counts(img: np.ndarray, ref_counts: np.ndarray) -> np.ndarray:
+    """uint8 histogram specification of ``img`` to a reference histogram (256 counts): the quantile
+    mapping of ``skimage.exposure.match_histograms`` (equal to it when ``ref_counts`` is a reference
+    image's bincount), written out because that function takes a reference image, not a histogram."""
+    src_counts = np.bincount(img.ravel(), minlength=256)
+    src_q = np.cumsum(src_counts) / img.size
+    values = np.flatnonzero(ref_counts)
+    ref_q = np.cumsum(ref_counts[values]) / ref_counts.sum()
+    lut = np.interp(src_q, ref_q, values)
+    return np.clip(np.round(lut[img]), 0, 255).astype(np.uint8)
+
+
+def volume_histogram(stack: "Stack", kept: list[dict]) -> np.ndarray:
+    """Pooled grey-level counts (256) of every slice that is part of a kept triplet (blank or defective
+    slices are not: their triplets were dropped)."""
+    counts = np.zeros(256, np.int64)
+    for z in sorted({zz for r in kept for zz in (r["z"] - 1, r["z"], r["z"] + 1)}):
+        counts += np.bincount(np.asarray(stack.raw[z]).ravel(), minlength=256)
+    return counts
+
+
 def _write_png(path: Path, arr: np.ndarray) -> None:
     from PIL import Image
     Image.fromarray(arr).save(path, optimize=False, compress_level=1)
@@ -366,6 +400,7 @@ def build(source: Path, out: Path, settings: BuildSettings = PAPER, labels: Path
     counts = {"candidates": len(rows), "kept": len(kept), "train": 0, "val": 0, "test": 0, "membrane": 0}
     cache: dict[int, np.ndarray] = {}
     c = settings.crop
+    ref_counts = volume_histogram(stack, kept) if settings.hist_ref == "volume" and kept else None
     for r in kept:
         z = r["z"]
         for zz in (z - 1, z, z + 1):
@@ -379,6 +414,8 @@ def build(source: Path, out: Path, settings: BuildSettings = PAPER, labels: Path
             img = shift_image(cache[zz], dy, dx)[0][win]
             if settings.hist_ref == "middle":
                 img = np.clip(np.round(match_histograms(img, mid)), 0, 255).astype(np.uint8)
+            elif settings.hist_ref == "volume":
+                img = match_to_counts(img, ref_counts)
             frames.append(img)
         name = f"{z:04d}_{r['y']:05d}_{r['x']:05d}"
         d = out / r["split"] / name
@@ -406,8 +443,8 @@ def build(source: Path, out: Path, settings: BuildSettings = PAPER, labels: Path
     report = {"source": str(source), "shape": list(stack.raw.shape), "resolution": stack.resolution,
               "labels": stack.labels is not None, "labels_offset": list(stack.labels_offset),
               "settings": asdict(settings), "counts": counts, **info, "finished": True,
-              "hist_ref_note": {"middle": "neighbours matched to the middle (ground-truth) slice's histogram",
-                                "none": "no histogram specification"}[settings.hist_ref]}
+              "hist_ref": settings.hist_ref, "hist_ref_note": HIST_REF_NOTES[settings.hist_ref],
+              "hist_ref_counts": None if ref_counts is None else ref_counts.tolist()}
     (out / "build.json").write_text(json.dumps(report, indent=1) + "\n")
     log(f"cremi_triplet: kept {counts['kept']} of {counts['candidates']} crops "
         f"(train {counts['train']}, val {counts['val']}, test {counts['test']}); dropped {info['dropped']}")

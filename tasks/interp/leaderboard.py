@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
     ap.add_argument("--leaderboards", type=Path, default=Path("leaderboards"))
     ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--results", type=Path, default=Path("results"), help="the run's --results-dir")
     args = ap.parse_args(argv)
     stem = "interp" if args.profile == "smoke" else "interp.paper"
     src = args.leaderboards / f"{stem}.json"
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"no leaderboard at {src}: run `python -m benchmark run --task interp` first")
     rows = json.loads(src.read_text())["rows"]
     for r in rows:  # the oracle's own accuracy lives in the result files' metrics
-        res = Path("results") / args.profile / "interp" / r["dataset"] / f"{r['method']}.json"
+        res = args.results / args.profile / "interp" / r["dataset"] / f"{r['method']}.json"
         if res.is_file():
             r["membrane_oracle_dice"] = json.loads(res.read_text()).get("metrics", {}).get("membrane_oracle_dice")
     (args.leaderboards / f"{stem}.tables.md").write_text(to_markdown(rows, args.profile))

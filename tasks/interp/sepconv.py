@@ -111,7 +111,7 @@ def load_official(net: SepConvNet, path: Path) -> None:
 
 PAPER_NET = dict(kernel_size=51, width=32)
 SMOKE_NET = dict(kernel_size=13, width=8)
-SMOKE_STEPS = 30
+SMOKE_STEPS = 300
 
 
 def build_sepconv(ctx: BuildContext):

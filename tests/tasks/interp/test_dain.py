@@ -1,4 +1,5 @@
-"""DAIN-Ls in pure PyTorch: official sizes and state-dict layout, weight loading, padding, gradients."""
+"""DAIN-Ls in pure PyTorch: official sizes and state-dict layout, weight loading, padding, gradients,
+and the smoke identity init (zero flow reproduces the blended neighbours)."""
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from tasks.interp import dain
 from tasks.interp.dain import DAIN, PAPER_NET, SMOKE_NET, _pad_size, mononet5
 from tasks.interp.megadepth import hourglass
 from tasks.interp.pwcnet import PWCDCNet
+from tests.tasks.interp._real_sample import real_triplets
 
 
 def _n(m):
@@ -78,3 +80,26 @@ def test_pretrained_files_load(tmp_path):
     assert dst.random_init_note == ""
     torch.testing.assert_close(dst.flownets.conv1a[0].weight, src.flownets.conv1a[0].weight)
     torch.testing.assert_close(dst.depthNet[0].weight, src.depthNet[0].weight)
+
+
+def test_smoke_dain_starts_at_the_blended_neighbours(shared_data, tmp_path):
+    """The first smoke leaderboard's DAIN-Ls scored 6.39 dB: random flow and random 4x4 kernels warp to
+    near-zero frames.  The smoke builder's identity init (zero flow, bilinear centre taps, zero
+    rectification) must make the network exactly 0.5 (prev + next) in training and evaluation mode."""
+    ctx = BuildContext("interp", "cremi_triplet_c", "smoke", None, 1, tmp_path / "no-weights", 0)
+    module, plan = dain.build_dain(ctx)
+    net = module.net
+    assert "identity init" in plan.notes and plan.val_every_n_steps == plan.max_steps  # one validation (costly)
+    b = real_triplets(shared_data, 2, 64, seed=3)
+    want = 0.5 * (b["prev"] + b["next"])
+    for mode in (True, False):
+        net.train(mode)
+        assert not net.flownets.training and not net.depthNet.training   # frozen: BN statistics fixed
+        with torch.no_grad():
+            out = net(b["prev"], b["next"])
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+    # a random (reference) init is far from any frame: this is what the smoke row scored before
+    torch.manual_seed(0)
+    with torch.no_grad():
+        raw = DAIN(**SMOKE_NET).eval()(b["prev"], b["next"])
+    assert float((raw - want).abs().mean()) > 0.2

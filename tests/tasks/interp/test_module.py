@@ -57,8 +57,17 @@ def test_paper_loss_needs_pretrained_vgg(tmp_path):
     ctx = BuildContext("interp", "cremi_triplet_c", "paper", None, 1, tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="vgg16"):
         ssan_loss(ctx)
-    smoke = ssan_loss(BuildContext("interp", "cremi_triplet_c", "smoke", None, 1, tmp_path / "none"))
-    assert smoke.random_vgg and set(smoke.weights) == {"bs", "f", "pix"}
+    smoke_ctx = BuildContext("interp", "cremi_triplet_c", "smoke", None, 1, tmp_path / "none")
+    smoke = ssan_loss(smoke_ctx)  # no VGG16 file: the VGG terms are dropped, not computed on a random VGG
+    assert smoke.dropped_vgg and smoke.vgg is None and set(smoke.weights) == {"pix"}
+
+
+def test_smoke_keeps_the_paper_loss_where_vgg16_is_present(tmp_path, monkeypatch):
+    from tasks.interp import module as interp_module
+    monkeypatch.setattr(interp_module, "vgg16_available", lambda ctx: True)
+    ctx = BuildContext("interp", "cremi_triplet_c", "smoke", None, 1, tmp_path / "none")
+    loss = interp_module.ssan_loss(ctx)   # (the file is absent here, so VGGFeatures falls back to random)
+    assert not loss.dropped_vgg and set(loss.weights) == {"bs", "f", "pix"}
 
 
 def test_training_lowers_the_loss():

@@ -58,7 +58,9 @@ def test_smoke_builders_say_what_they_are(tmp_path):
     for build in (ssan.build_ssan, ssan.build_ssan_ext_unet, ssan.build_ssan_kel):
         module, plan = build(_ctx("smoke", tmp_path))
         assert plan.max_steps > 0 and plan.patch_size % 32 == 0
-        assert "VGG16 random" in plan.notes
+        assert "L_bs and L_f dropped" in plan.notes and set(module.loss.weights) == {"pix"}
+        sched = module.configure_optimizers()["lr_scheduler"]   # x0.1 after 60 % (the paper's 30 of 50 epochs)
+        assert sched["interval"] == "step" and sched["scheduler"].milestones == {round(0.6 * plan.max_steps): 1}
     assert module.net.synthesis_kind == "kel" and module.net.kel.k == 13
 
 
@@ -73,10 +75,27 @@ def test_training_steps_on_real_sample_reduce_the_loss(shared_data, tmp_path):
 
     with torch.no_grad():
         first = float(loss())
-    for _ in range(5):
+    for _ in range(20):
         opt.zero_grad()
         value = loss()
         value.backward()
         opt.step()
     with torch.no_grad():
-        assert float(loss()) < 0.7 * first
+        assert float(loss()) < 0.8 * first  # overfits one batch
+
+
+@pytest.mark.parametrize("extractor,synthesis", [("srdn", "aal"), ("unet", "aal"), ("srdn", "ssa")])
+def test_warps_are_corrections_of_the_input_frames(shared_data, extractor, synthesis):
+    """With the warp heads' corrections zeroed, the output is the fusion mask's blend of the two input
+    frames, so every pixel lies between the neighbours (the smoke rows start near the trivial baselines)."""
+    torch.manual_seed(0)
+    net = SSAN(extractor, synthesis, **SMOKE_NET).eval()
+    for head in [net.warp] + ([net.warp_next] if hasattr(net, "warp_next") else []):
+        nn.init.zeros_(head[-1].weight)
+        nn.init.zeros_(head[-1].bias)
+    b = real_triplets(shared_data, 2, 64, seed=1)
+    with torch.no_grad():
+        out = net(b["prev"], b["next"])
+    lo, hi = torch.minimum(b["prev"], b["next"]), torch.maximum(b["prev"], b["next"])
+    assert bool(((out >= lo - 1e-6) & (out <= hi + 1e-6)).all())
+    assert float((out - 0.5 * (b["prev"] + b["next"])).abs().max()) < 0.5 * float((hi - lo).max())
