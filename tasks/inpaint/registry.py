@@ -82,6 +82,10 @@ METHODS: dict[str, MethodSpec] = {
                               fidelity_note="released stages (G1 + G2, then G2 on G1 edges); skimage Canny"),
     "cnrn": MethodSpec("CNRN[23]", "baseline", cnrn.build_cnrn, "mssa_gan", _BOTH, table=_T3, fidelity="faithful",
                        fidelity_note="master-branch code (L1 on the valid region, as released)"),
+    # a baseline's own recipe (reference hole refill and training length): a labelled variant, never a Table 3 row
+    "ce_own": MethodSpec("CE [25] (own recipe)", "baseline", context_encoders.build_context_encoders_own, "mssa_gan",
+                         _SCALE, table="Own recipes", protocol="own recipe", fidelity="faithful",
+                         fidelity_note="train_random.lua as released: ImageNet-mean hole refill, 500 epochs"),
     "mssa_gan": MethodSpec("MSSA GAN", "proposed", mssa_gan.build_mssa_gan, datasets=_BOTH, table=_T3, **_MSSA),
     # spec §6: the same trained network with the known pixels pasted back (test only; the paper's output is raw)
     "mssa_gan_composited": MethodSpec("MSSA GAN (composited output)", "proposed", mssa_gan.build_mssa_gan_composited,
