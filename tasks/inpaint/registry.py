@@ -82,7 +82,15 @@ METHODS: dict[str, MethodSpec] = {
                               fidelity_note="released stages (G1 + G2, then G2 on G1 edges); skimage Canny"),
     "cnrn": MethodSpec("CNRN[23]", "baseline", cnrn.build_cnrn, "mssa_gan", _BOTH, table=_T3, fidelity="faithful",
                        fidelity_note="master-branch code (L1 on the valid region, as released)"),
+    # a baseline's own recipe (reference hole refill and training length): a labelled variant, never a Table 3 row
+    "ce_own": MethodSpec("CE [25] (own recipe)", "baseline", context_encoders.build_context_encoders_own, "mssa_gan",
+                         _SCALE, table="Own recipes", protocol="own recipe", fidelity="faithful",
+                         fidelity_note="train_random.lua as released: ImageNet-mean hole refill, 500 epochs"),
     "mssa_gan": MethodSpec("MSSA GAN", "proposed", mssa_gan.build_mssa_gan, datasets=_BOTH, table=_T3, **_MSSA),
+    # spec §6: the same trained network with the known pixels pasted back (test only; the paper's output is raw)
+    "mssa_gan_composited": MethodSpec("MSSA GAN (composited output)", "proposed", mssa_gan.build_mssa_gan_composited,
+                                      datasets=_BOTH, table=_T3, init_from="mssa_gan", protocol="composited output",
+                                      **_MSSA),
     "mssa_gan_no_mssa": MethodSpec("Without MSSA", "ablation", mssa_gan.build_no_mssa, datasets=_BOTH, table=_T3,
                                    **_MSSA),
     "mssa_gan_no_rsa": MethodSpec("Without RSA", "ablation", mssa_gan.build_no_rsa, datasets=_SCALE, table=_T4,
@@ -101,4 +109,7 @@ METHODS: dict[str, MethodSpec] = {
                                   **_MSSA),
     "mssa_gan_no_tv": MethodSpec("Without L_TV", "ablation", mssa_gan.build_no_tv, datasets=_SCALE, table=_T4,
                                  **_MSSA),
+    # Table 4's full model: the same configuration as "mssa_gan", one run shown in both tables
+    "mssa_gan_full": MethodSpec("MSSA GAN", "proposed", mssa_gan.build_mssa_gan, datasets=_SCALE, table=_T4,
+                                same_as="mssa_gan", **_MSSA),
 }

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tasks.inpaint.context_encoders import (REFERENCE_PARAMS, ContextDiscriminator, ContextEncoder,
-                                            ContextEncoderModule, build_context_encoders)
+                                            ContextEncoderModule, REFERENCE_HOLE_FILL,
+                                            build_context_encoders, build_context_encoders_own)
 from tests.tasks.inpaint._baselines import check_composite, meta_params, real_batch, smoke_ctx, trained_terms
 
 
@@ -41,6 +42,18 @@ def test_build_uses_the_reference_recipe(tmp_path):
     assert plan.patch_size == 128 and "composited" in plan.notes
     paper, paper_plan = build_context_encoders(smoke_ctx(tmp_path, "paper"))
     assert paper_plan.batch_size == 64 and paper_plan.max_steps == 60 * 361   # 60 epochs of 23,080
+
+
+def test_own_recipe_refills_the_hole_and_trains_500_epochs(tmp_path, shared_data):
+    own, plan = build_context_encoders_own(smoke_ctx(tmp_path))
+    assert own.hparams.hole_fill == pytest.approx(REFERENCE_HOLE_FILL) and "hole refilled with" in plan.notes
+    batch = real_batch(shared_data, n=2, size=128, hole=64)
+    x_m, mask = own.net_input(batch)
+    hole = mask.expand_as(x_m) > 0
+    fill = (torch.tensor(REFERENCE_HOLE_FILL).view(1, 3, 1, 1) * 2 - 1).expand_as(x_m)
+    assert torch.allclose(x_m[hole], fill[hole]) and torch.allclose(x_m[~hole], batch["corrupted"].mul(2).sub(1)[~hole])
+    _, paper_plan = build_context_encoders_own(smoke_ctx(tmp_path, "paper"))
+    assert paper_plan.max_steps == 500 * 361 and "500 epochs" in paper_plan.notes
 
 
 def test_training_reduces_the_reconstruction_loss_and_output_is_composited(shared_data):

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,54 @@ def test_every_loss_term_and_ablation(builder, after_pretraining):
     assert all(torch.isfinite(v) and v > 0 for v in parts.values())
     assert module.phase() == ("pretrain" if builder == "build_no_adv" else "adversarial")  # no L_adv: D never trains
     assert "VGG16 randomly initialised" in plan.notes and "raw (not composited)" in plan.notes
+
+
+def test_smoke_schedule_vgg_terms_join_late_unless_there_is_no_pixel_loss(monkeypatch):
+    it = {"n": 0}
+    monkeypatch.setattr(InpaintGANModule, "iteration", property(lambda self: it["n"]))
+    batch = _batch()
+    full, plan = mssa_gan.build_mssa_gan(_ctx())
+    no_pixel, plan_np = mssa_gan.build_no_ms_loss_3(_ctx())
+    terms = lambda m: set(m.generator_losses(batch, m.generate(*m.net_input(batch))))
+    assert terms(full) == {"ms_l1", "tv"}                  # pixel-only phase: cheap steps that learn
+    assert terms(no_pixel) == {"perc", "style", "tv"}      # else it would train on L_TV alone
+    it["n"] = mssa_gan.SMOKE.vgg_from
+    assert terms(full) == {"ms_l1", "perc", "style", "tv", "adv"}
+    assert "only from iteration 90 of 120" in plan.notes and "x0.1 at iteration 90" in plan.notes
+    assert "only from iteration 40 of 60" in plan_np.notes  # L_adv only; the VGG terms from the start
+    # the lr drops at the milestone, for G and D alike (BatchNorm statistics settle before the test)
+    for opt, sched in (full._adam(full.generator_parameters(), full.hparams.lr),
+                       full._adam(full.discriminator.parameters(), full.hparams.lr)):
+        for _ in range(mssa_gan.SMOKE.milestones[0]):
+            opt.step()
+            sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(mssa_gan.SMOKE.lr * mssa_gan.SMOKE.gamma)
+
+
+def test_paper_profile_schedule_is_eq21_from_the_start():
+    assert (mssa_gan.PAPER.pretrain_steps, mssa_gan.PAPER.vgg_from, mssa_gan.PAPER.milestones,
+            mssa_gan.PAPER.crop, mssa_gan.PAPER.lr) == (0, 0, (), 0, 2e-4)
+
+
+def test_composited_row_pastes_the_known_pixels_on_the_trained_network(tmp_path):
+    torch.manual_seed(0)
+    trained, _ = mssa_gan.build_mssa_gan(_ctx())
+    with torch.no_grad():
+        for p in trained.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt, checkpoint = tmp_path / "final.ckpt", {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(checkpoint)  # as the runner's checkpoints: without the frozen VGG
+    assert not any(k.startswith("features.") for k in checkpoint["state_dict"])
+    torch.save(checkpoint, ckpt)
+    comp, plan = mssa_gan.build_mssa_gan_composited(replace(_ctx(), init_checkpoint=ckpt))
+    assert plan.max_steps == 0 and "output composited" in plan.notes and "evaluated composited" in plan.notes
+    batch, m = _batch(), _batch()["mask"]
+    trained.eval(), comp.eval()
+    with torch.no_grad():
+        raw, pred = trained.restore(batch)[0], comp.restore(batch)[0]
+    assert torch.equal(pred * (1 - m), batch["corrupted"] * (1 - m))       # known pixels: x_M itself
+    assert torch.allclose(pred * m, raw * m)                                # hole: the same network's output
+    assert not torch.allclose(raw * (1 - m), batch["corrupted"] * (1 - m), atol=1e-2)  # the raw row differs
 
 
 def test_multiscale_loss_weights_by_hand():
