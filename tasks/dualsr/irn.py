@@ -85,7 +85,7 @@ class IRN(InvertibleRescaler):
 
 
 PAPER = dict(blocks=8, gc=32, batch=16, patch=144, epochs=100, train_size=16_000)  # IRN: batch 16, GT crop 144
-SMOKE = dict(blocks=4, gc=8, batch=4, steps=40, patch={2: 32, 4: 48}, lr=1e-3)
+SMOKE = dict(blocks=8, gc=8, batch=4, steps=400, patch={2: 32, 4: 32}, lr={2: 3e-3, 4: 1.5e-3}, milestones=(240, 320))
 
 
 def build_irn(ctx: BuildContext, protocol: str = "sr") -> tuple[DualModule, TrainPlan]:
@@ -100,9 +100,11 @@ def build_irn(ctx: BuildContext, protocol: str = "sr") -> tuple[DualModule, Trai
         plan = TrainPlan(max_steps=steps, batch_size=PAPER["batch"], patch_size=PAPER["patch"], val_every_n_steps=5_000)
     else:
         net = IRN(ctx.scale, SMOKE["blocks"], SMOKE["gc"])
-        module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"])
+        module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"][ctx.scale], milestones=SMOKE["milestones"])
         plan = TrainPlan(max_steps=SMOKE["steps"], batch_size=SMOKE["batch"], patch_size=SMOKE["patch"][ctx.scale],
-                         notes=f"smoke: {SMOKE['blocks']} blocks/level, growth {SMOKE['gc']}, lr 1e-3")
+                         val_every_n_steps=SMOKE["steps"],
+                         notes=f"smoke: {SMOKE['blocks']} blocks/level, growth {SMOKE['gc']}, "
+                               f"{SMOKE['steps']} it., lr {SMOKE['lr'][ctx.scale]:g}")
     return module, rescale_plan(module, plan, protocol, ctx.init_checkpoint, "evaluates the trained `irn` network")
 
 
