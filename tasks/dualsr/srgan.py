@@ -82,7 +82,9 @@ def build_srgan(ctx: BuildContext) -> tuple[PlainSRGANModule, TrainPlan]:
                          weights_dir=ctx.weights_dir, allow_random=ctx.profile == "smoke")
     gan_iters = cfg["steps"] - cfg["pretrain"]
     # paper: lr x0.1 halfway through the GAN phase.  Smoke: the short GAN phase runs at lr x0.01 from its
-    # start, so that its random-VGG content loss (no colour anchor) keeps the trained SRResNet's output
+    # start, so that its random-VGG content loss (no colour anchor) leaves the trained SRResNet's output
+    # close to what the pixel phase made (measured at x4 with 32 px crops: SRResNet alone 17.29 dB, +20 GAN
+    # iterations at x0.1 17.20, at x0.01 17.48)
     if ctx.profile == "paper":
         milestones, gamma = (cfg["pretrain"] + gan_iters // 2,), 0.1
     else:

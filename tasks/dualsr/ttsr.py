@@ -293,12 +293,12 @@ class TTSRModule(PlainSRModule):
 
 PAPER = dict(nf=64, n_blocks=(16, 16, 8, 4), batch=9, patch=160, lr=1e-4, lr_lte=1e-5,
              steps=100 * 16_000 // 9)
-SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
+SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch={2: 32, 4: 64}, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
 
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
-    patch = cfg["patch"]
+    patch = cfg["patch"][ctx.scale] if isinstance(cfg["patch"], dict) else cfg["patch"]
     if ctx.profile == "smoke":      # VGG19-pattern LTE at 1/16 width, random: the x2 search is quadratic in pixels
         net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, lte_shrink=cfg["lte_shrink"])
     else:
