@@ -293,7 +293,7 @@ class TTSRModule(PlainSRModule):
 
 PAPER = dict(nf=64, n_blocks=(16, 16, 8, 4), batch=9, patch=160, lr=1e-4, lr_lte=1e-5,
              steps=100 * 16_000 // 9)
-SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch={2: 32, 4: 64}, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
+SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
 
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
