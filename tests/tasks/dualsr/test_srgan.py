@@ -58,8 +58,8 @@ def test_paper_schedule_fits_the_100_epoch_budget():
 
 @pytest.fixture(scope="module")
 def real_batch():
-    dm = KatherSRDataModule(release="CRC-VAL-HE-7K", scale=4, n_patches=None, patch=32, batch_size=4,
-                            split=(0.5, 0.25, 0.25))
+    dm = KatherSRDataModule(release="CRC-VAL-HE-7K", scale=4, n_patches=None, patch=srgan.SMOKE["patch"][4],
+                            batch_size=4, split=(0.5, 0.25, 0.25))
     dm.setup("fit")
     return next(iter(dm.train_dataloader()))
 
