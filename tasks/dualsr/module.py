@@ -27,8 +27,9 @@ Evaluation protocols (never mixed in one leaderboard table):
   ``rescale`` a dual method upsamples its own quantised LR (IRN's ``test()``), and its LR is scored
               against the bicubic LR (``psnr_lr``).
 Dual methods report the mean over ``n_draws`` (5) z draws of the set-mean PSNR / SSIM and their
-sample sd across draws (``psnr_sd``, ``ssim_sd``).  Metrics: the dataset's convention (RGB, 8-bit,
-shave = scale, mean of per-image scores) plus ``psnr_y`` / ``ssim_y`` (BT.601 Y, same shave);
+sample sd across draws (``psnr_sd``, ``ssim_sd``), and ``psnr_z0``, the PSNR of up(LR, z = 0), the
+latent's mean (a diagnostic: what the sampled latent costs a row).  Metrics: the dataset's convention
+(RGB, 8-bit, shave = scale, mean of per-image scores) plus ``psnr_y`` / ``ssim_y`` (BT.601 Y, same shave);
 NIQE and RMSE are of draw 0.
 """
 from __future__ import annotations
@@ -201,12 +202,14 @@ class DualModule(EvaluatedModule):
             nn.ModuleDict({"psnr": PSNR(conv.space, conv.crop), "ssim": SSIM(conv.space, conv.crop),
                            **_y_metrics(conv)}) for _ in range(self.hparams.n_draws - 1)).to(self.device)
         self.lr_metric = PSNR(conv.space, 0).to(self.device) if self.hparams.protocol == "rescale" else None
+        self.z0_metric = PSNR(conv.space, conv.crop).to(self.device)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         hr, idx = batch["hr"], torch.as_tensor(batch["index"], device=self.device)
         lr = self.test_lr(batch)
         if self.lr_metric is not None:
             self.lr_metric.update(lr, batch["lr"], idx)
+        self.z0_metric.update(self.net.up(lr, lr.new_zeros(self.net.z_shape(lr))).clamp(0, 1), hr, idx)
         for d in range(self.hparams.n_draws):
             pred = self.upsample(lr, idx.tolist(), d).clamp(0, 1)
             for m in (self.test_metrics if d == 0 else self.draw_metrics[d - 1]).values():
@@ -229,6 +232,8 @@ class DualModule(EvaluatedModule):
             with d["psnr"].sync_context():
                 index, values = d["psnr"].per_image()
             per_draw.append(values)
+        res["psnr_z0"] = float(self.z0_metric.compute())
+        self.z0_metric.reset()
         if self.lr_metric is not None:
             res["psnr_lr"] = float(self.lr_metric.compute())
             self.lr_metric.reset()

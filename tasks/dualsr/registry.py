@@ -52,10 +52,11 @@ def _dataset(scale: int) -> DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {"kather_x2": _dataset(2), "kather_x4": _dataset(4)}
 _ALL = tuple(DATASETS)
 
-# PSNR / SSIM: RGB (the dataset convention); sd = across the 5 z draws of a dual method
+# PSNR / SSIM: RGB (the dataset convention); sd = across the 5 z draws of a dual method; z=0: its latent's mean
 METRIC_COLS = [("psnr", "PSNR", 2), ("psnr_sd", "PSNR sd (5 z)", 2), ("ssim", "SSIM", 4),
                ("ssim_sd", "SSIM sd", 4), ("psnr_y", "Y PSNR", 2), ("ssim_y", "Y SSIM", 4),
-               ("psnr_lr", "own LR vs bicubic PSNR", 2), ("niqe", "NIQE", 2), ("pi", "PI", 2)]
+               ("psnr_lr", "own LR vs bicubic PSNR", 2),
+               ("psnr_z0", "PSNR z=0", 2), ("niqe", "NIQE", 2), ("pi", "PI", 2)]
 
 _SNADN_NOTE = "invertible reading of the text (spec R2)"
 

@@ -124,7 +124,8 @@ class SNADN(InvertibleRescaler):
 
 
 PAPER = dict(growth=(16, 17), layers=4, blocks=8, nlsa_width=64, batch=4, epochs=100, train_size=16_000)
-SMOKE = dict(growth=(8, 8), layers=2, blocks=4, nlsa_width=16, batch=4, steps=40, patch={2: 32, 4: 48}, lr=1e-3)
+SMOKE = dict(growth=(8, 8), layers=2, blocks=8, nlsa_width=16, batch=4, steps=400, patch={2: 32, 4: 32}, lr={2: 3e-3, 4: 1.5e-3},
+             milestones=(240, 320))
 PARAMS = {(2, True): 1_024_771, (4, True): 3_258_182, (2, False): 1_004_400, (4, False): 3_196_704}
 
 
@@ -140,10 +141,12 @@ def build_snadn(ctx: BuildContext, protocol: str = "sr", nlsa: bool = True) -> t
                             milestones=[steps * k // 5 for k in range(1, 5)])
         plan = TrainPlan(max_steps=steps, batch_size=PAPER["batch"], patch_size=0, val_every_n_steps=20_000)
     else:
-        module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"])
+        module = DualModule(net, ctx.scale, protocol, lam_fit=lam_fit, lr=SMOKE["lr"][ctx.scale], milestones=SMOKE["milestones"])
         plan = TrainPlan(max_steps=SMOKE["steps"], batch_size=SMOKE["batch"], patch_size=SMOKE["patch"][ctx.scale],
+                         val_every_n_steps=SMOKE["steps"],
                          notes=f"smoke: {SMOKE['blocks']} IS/stage, growth {SMOKE['growth'][0]}, "
-                               f"{SMOKE['layers']} layers, NLSA width {SMOKE['nlsa_width']}, lr 1e-3")
+                               f"{SMOKE['layers']} layers, NLSA width {SMOKE['nlsa_width']}, "
+                               f"{SMOKE['steps']} it., lr {SMOKE['lr'][ctx.scale]:g}")
     return module, rescale_plan(module, plan, protocol, ctx.init_checkpoint, "evaluates the trained network of its init_from row")
 
 

@@ -293,12 +293,12 @@ class TTSRModule(PlainSRModule):
 
 PAPER = dict(nf=64, n_blocks=(16, 16, 8, 4), batch=9, patch=160, lr=1e-4, lr_lte=1e-5,
              steps=100 * 16_000 // 9)
-SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=1e-3, lr_lte=1e-4, steps=30, lte_shrink=16)
+SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
 
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
     cfg = PAPER if ctx.profile == "paper" else SMOKE
-    patch = cfg["patch"]
+    patch = cfg["patch"][ctx.scale] if isinstance(cfg["patch"], dict) else cfg["patch"]
     if ctx.profile == "smoke":      # VGG19-pattern LTE at 1/16 width, random: the x2 search is quadratic in pixels
         net = TTSR(ctx.scale, cfg["nf"], cfg["n_blocks"], in_ch=ctx.in_channels, lte_shrink=cfg["lte_shrink"])
     else:
@@ -306,4 +306,8 @@ def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:
     module = TTSRModule(net, ctx.scale, lr=cfg["lr"], lr_lte=cfg["lr_lte"])
     notes = (f"LTE: VGG19 layer pattern at 1/{cfg['lte_shrink']} width, randomly initialised (smoke)"
              if ctx.profile == "smoke" else "")
-    return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=patch, notes=notes)
+    if ctx.profile == "paper":
+        return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=patch, notes=notes)
+    notes += f"; smoke: {cfg['steps']} it., lr {cfg['lr']:g}"
+    return module, TrainPlan(max_steps=cfg["steps"], batch_size=cfg["batch"], patch_size=patch, notes=notes,
+                             val_every_n_steps=cfg["steps"])  # one validation: a 224 px pass costs seconds

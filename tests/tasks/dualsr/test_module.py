@@ -73,6 +73,7 @@ def test_seeded_z_gives_the_same_scores_twice(data, protocol):
     assert first == second and first["n_images"] == 2 and first["n_draws"] == 5
     assert first["psnr_sd"] > 0                                          # the 5 draws differ
     assert ("psnr_lr" in first) == (protocol == "rescale")
+    assert first["psnr_z0"] != first["psnr"]                             # z = 0 is not one of the draws
     module.hparams.z_seed = 1
     assert _evaluate(module, data[1])["psnr"] != first["psnr"]
 

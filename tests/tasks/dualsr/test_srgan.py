@@ -41,7 +41,10 @@ def test_paper_build_needs_the_vgg19_weights_and_smoke_says_it_is_random():
     with pytest.raises(MissingWeightsError, match="vgg19"):
         srgan.build_srgan(_ctx(4, "paper"))
     module, plan = srgan.build_srgan(_ctx(4))
-    assert plan.notes == "VGG19 randomly initialised (smoke)"
+    assert plan.notes.startswith("VGG19 randomly initialised (smoke)")
+    # smoke: the short GAN phase starts at lr x0.01, from the SRResNet the pixel phase trained
+    assert tuple(module.hparams.milestones) == (srgan.SMOKE["pretrain"],) == (module.hparams.pretrain_steps,)
+    assert module.hparams.gamma == 0.01
     hp = module.hparams
     assert (hp.w_pix, hp.w_per, hp.w_adv, hp.gan, hp.loss) == (0.0, 1.0, 1e-3, "vanilla", "mse")
     assert module.perceptual.weights == [srgan.VGG54_SCALE ** 2] and module.perceptual.vgg.ids == [35]
@@ -55,8 +58,8 @@ def test_paper_schedule_fits_the_100_epoch_budget():
 
 @pytest.fixture(scope="module")
 def real_batch():
-    dm = KatherSRDataModule(release="CRC-VAL-HE-7K", scale=4, n_patches=None, patch=32, batch_size=4,
-                            split=(0.5, 0.25, 0.25))
+    dm = KatherSRDataModule(release="CRC-VAL-HE-7K", scale=4, n_patches=None, patch=srgan.SMOKE["patch"][4],
+                            batch_size=4, split=(0.5, 0.25, 0.25))
     dm.setup("fit")
     return next(iter(dm.train_dataloader()))
 
