@@ -22,22 +22,38 @@ from rich.table import Table
 # (a) training-free rows: same code and data give the same 8-bit outputs on any CPU; only the order of
 # a float reduction (thread count) may move a mean, by a few ULP (tests/benchmark/test_ddp.py)
 EXACT_TOLERANCE = 1e-9
-# learned rows: a bound is 2x the largest |difference| measured between two machines for that metric
+# learned rows: a bound is 2x the largest |difference| measured between CPU set-ups for that metric
 # (MEASURED_SPREAD), so a real regression (a changed default, a broken loss) still shows.
 MEASURED_SPREAD = {
     # fresh `make bench TASK=sr` (smoke) on a 2-core AMD EPYC with AVX2 only, against the committed
     # leaderboard made on an AVX-512 machine, same commit and seed (issue 7, item 11): 12 of 128
     # checks moved; the largest |difference| per metric
     "avx2 vs avx512 machine": {"psnr": 0.16, "rmse": 0.90, "niqe": 0.03},   # QEGAN, QEGAN, MASRNet/T1+T2
+    # `python -m benchmark.spread --task sr --methods masrnet,masrgan,qegan --datasets pathimgsr_x4`
+    # on an AVX-512 EPYC, against default kernels with 1 thread (masrnet moves <= 0.01 dB; the GAN most)
+    "ATEN_CPU_CAPABILITY=avx2 + ONEDNN_MAX_CPU_ISA=AVX2": {"psnr": 0.171, "ssim": 0.0004, "rmse": 0.032,
+                                                          "niqe": 0.082},      # MASRGAN, -, QEGAN, MASRGAN
+    "2 threads vs 1": {"psnr": 0.226, "ssim": 0.0006, "rmse": 0.103, "niqe": 0.203},  # MASRGAN, -, QEGAN, QEGAN
     # on one machine, runs at the same commit reproduce exactly (issue 7); with this runner a resumed
     # GAN run equals an uninterrupted one bit for bit (tests/benchmark/test_interrupt.py)
     "same machine, rerun or resume": {"psnr": 0.0, "ssim": 0.0, "rmse": 0.0, "niqe": 0.0},
 }
-# NOT measured yet (the ATEN_CPU_CAPABILITY=avx2 vs default and 1 vs 2 thread runs did not finish on
-# the loaded development machine): SSIM and Ma had no reported spread, their bounds (0.01, 0.06) are
-# provisional; the region metrics take the whole-image bounds.  Replace with a measurement.
-LEARNED_TOLERANCE = {"psnr": 0.32, "ssim": 0.01, "niqe": 0.06, "rmse": 1.8, "psnr_region": 0.32,
-                     "ssim_region": 0.01, "ma": 0.06}
+
+
+def _twice_the_largest(spread: dict[str, dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for per_metric in spread.values():
+        for m, v in per_metric.items():
+            out[m] = max(out.get(m, 0.0), 2 * v)
+    return out
+
+
+# SSIM moved by <= 6e-4 in every measurement: its bound keeps the earlier provisional 0.01 (a GAN row's SSIM
+# is the least stable, and a 17x margin still flags a broken loss); Ma has not been measured (no NRQM model
+# here): provisional, as NIQE's.  Region metrics take the whole-image bounds.
+_MEASURED = _twice_the_largest(MEASURED_SPREAD)
+LEARNED_TOLERANCE = {"psnr": _MEASURED["psnr"], "ssim": 0.01, "niqe": _MEASURED["niqe"], "rmse": _MEASURED["rmse"],
+                     "psnr_region": _MEASURED["psnr"], "ssim_region": 0.01, "ma": _MEASURED["niqe"]}
 LEARNED_RELATIVE = 0.02      # metrics of other tasks not measured here (ie, dice, psnr_lr ...): 2 % of the value
 RUN_TOLERANCE = LEARNED_TOLERANCE  # the name older callers import
 
