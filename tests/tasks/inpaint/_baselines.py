@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from benchmark.specs import BuildContext
 from datamodules.kather import list_patches
 from datamodules.kather_inpaint import CLASSES, InpaintDataset
+from tests.fixed_batch import fit_on_batch as fit
 
 
 def n_params(module: nn.Module) -> int:
@@ -36,17 +36,6 @@ def smoke_ctx(tmp_path, profile: str = "smoke") -> BuildContext:
     return BuildContext("inpaint", "kather_inpaint", profile, None, 3, tmp_path / "no-weights")
 
 
-class _Repeat(Dataset):
-    def __init__(self, batch: dict, n: int):
-        self.batch, self.n = batch, n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return self.batch
-
-
 class Snapshots(L.Callback):
     """Copies of the generator and discriminator parameters after every iteration."""
 
@@ -57,15 +46,6 @@ class Snapshots(L.Callback):
         flat = lambda m: torch.cat([p.detach().flatten().clone() for p in m.parameters()])
         self.g.append(flat(nn.ModuleList(module.generators())))
         self.d.append(flat(module.discriminator))
-
-
-def fit(module: L.LightningModule, batch: dict, iterations: int, callbacks=()) -> L.Trainer:
-    steps = iterations * getattr(module, "optimizer_steps_per_batch", 1)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks))
-    trainer.fit(module, DataLoader(_Repeat(batch, iterations), batch_size=None))
-    return trainer
 
 
 @torch.no_grad()

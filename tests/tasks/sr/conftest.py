@@ -4,23 +4,10 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from benchmark.specs import BuildContext
 from datamodules.sr_pairs import PairedSRDataset
-
-
-class _Repeat(Dataset):
-    """The same (already batched) dict ``n`` times: every training step sees the same real batch."""
-
-    def __init__(self, batch: dict, n: int):
-        self.batch, self.n = batch, n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return self.batch
+from tests.fixed_batch import fit_on_batch
 
 
 @pytest.fixture
@@ -40,14 +27,7 @@ def real_batch(shared_data):
 @pytest.fixture
 def fit():
     """(module, batch, iterations, callbacks) -> the Trainer after ``iterations`` batches on CPU."""
-    def run(module: L.LightningModule, batch: dict, iterations: int, callbacks=()) -> L.Trainer:
-        steps = iterations * getattr(module, "optimizer_steps_per_batch", 1)
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks))
-        trainer.fit(module, DataLoader(_Repeat(batch, iterations), batch_size=None))
-        return trainer
-    return run
+    return fit_on_batch
 
 
 @pytest.fixture
