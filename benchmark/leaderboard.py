@@ -259,11 +259,7 @@ def pd_plot(rows: list[dict], path: Path, title: str) -> Path | None:
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def curves_plot(records: list[ResultRecord], path: Path, title: str) -> Path | None:
@@ -286,6 +282,12 @@ def curves_plot(records: list[ResultRecord], path: Path, title: str) -> Path | N
         ax.grid(alpha=0.3)
     b.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

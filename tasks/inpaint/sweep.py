@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.leaderboard import stem
+from benchmark.leaderboard import save_figure, stem
 from benchmark.profiles import get_profile
 from benchmark.results import atomic_write_text
 from benchmark.specs import BuildContext, TrainPlan
@@ -112,11 +112,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write(rows: list[dict], out: Path, profile: str, dataset: str) -> dict[str, Path]:
