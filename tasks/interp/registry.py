@@ -55,6 +55,9 @@ def _built(sample: str) -> bool:
 # C always (smoke: the shared sample; paper: its build or a clear MissingDataError); A, B where built
 CREMI = ("cremi_triplet_c",) + tuple(f"cremi_triplet_{s.lower()}" for s in "AB" if _built(s))
 
+# every SSAN row: its paper and data, SSAN's VGG16 feature loss, reconstructed (no code released)
+_SSAN = dict(paper="ssan", datasets=CREMI, needs=("vgg16",), fidelity="reconstructed")
+
 METHODS: dict[str, MethodSpec] = {
     "average": MethodSpec("Average of neighbours", "training-free", training_free.build_average, "ssan", CREMI,
                           table="Table 4"),
@@ -67,22 +70,16 @@ METHODS: dict[str, MethodSpec] = {
                        fidelity="faithful",
                        fidelity_note="official architecture and module names; CUDA layers as pure-PyTorch ops; "
                                      "gray replicated x3; paper profile also needs MIRBENCH_WEIGHTS/dain/ PWC + MegaDepth"),
-    "ssan": MethodSpec("SSAN", "proposed", ssan.build_ssan, "ssan", CREMI, table="Table 4", needs=("vgg16",),
-                       fidelity="reconstructed",
+    "ssan": MethodSpec("SSAN", "proposed", ssan.build_ssan, table="Table 4", **_SSAN,
                        fidelity_note="AAL/SA as the authors' HierarStruct; SRDN sizes, warp heads, fusion layers per spec"),
-    "ssan_ext_unet": MethodSpec("U-Net", "ablation", ssan.build_ssan_ext_unet, "ssan", CREMI, table="Table 1",
-                                needs=("vgg16",), fidelity="reconstructed",
-                                fidelity_note="U-Net extractor (4 levels), one pass; AAL kept"),
-    "ssan_ext_sunet": MethodSpec("SU-Net", "ablation", ssan.build_ssan_ext_sunet, "ssan", CREMI, table="Table 1",
-                                 needs=("vgg16",), fidelity="reconstructed",
-                                 fidelity_note="siamese U-Net extractor; AAL kept"),
-    "ssan_ext_rdn": MethodSpec("RDN", "ablation", ssan.build_ssan_ext_rdn, "ssan", CREMI, table="Table 1",
-                               needs=("vgg16",), fidelity="reconstructed",
-                               fidelity_note="RDN extractor, one pass (not siamese); AAL kept"),
-    "ssan_kel": MethodSpec("KEL", "ablation", ssan.build_ssan_kel, "ssan", CREMI, table="Table 3",
-                           needs=("vgg16",), fidelity="reconstructed",
-                           fidelity_note="SRDN + SepConv-style kernel estimation (K 51) instead of AAL"),
-    "ssan_ssa": MethodSpec("SSA", "ablation", ssan.build_ssan_ssa, "ssan", CREMI, table="Table 3",
-                           needs=("vgg16",), fidelity="reconstructed",
-                           fidelity_note="SRDN + one-level interlaced sparse self-attention (P 8) instead of AAL"),
+    "ssan_ext_unet": MethodSpec("U-Net", "ablation", ssan.build_ssan_ext_unet, table="Table 1", **_SSAN,
+                       fidelity_note="U-Net extractor (4 levels), one pass; AAL kept"),
+    "ssan_ext_sunet": MethodSpec("SU-Net", "ablation", ssan.build_ssan_ext_sunet, table="Table 1", **_SSAN,
+                       fidelity_note="siamese U-Net extractor; AAL kept"),
+    "ssan_ext_rdn": MethodSpec("RDN", "ablation", ssan.build_ssan_ext_rdn, table="Table 1", **_SSAN,
+                       fidelity_note="RDN extractor, one pass (not siamese); AAL kept"),
+    "ssan_kel": MethodSpec("KEL", "ablation", ssan.build_ssan_kel, table="Table 3", **_SSAN,
+                       fidelity_note="SRDN + SepConv-style kernel estimation (K 51) instead of AAL"),
+    "ssan_ssa": MethodSpec("SSA", "ablation", ssan.build_ssan_ssa, table="Table 3", **_SSAN,
+                       fidelity_note="SRDN + one-level interlaced sparse self-attention (P 8) instead of AAL"),
 }
