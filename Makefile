@@ -7,6 +7,7 @@ PROFILE  ?= smoke
 METHODS  ?=
 DATASETS ?=
 DEVICES  ?= 1
+JOBS     ?= 0
 LOGGER   ?= csv
 DATASET  ?= all
 ARGS     ?=
@@ -32,7 +33,7 @@ PERF_inpaint = $(PY) -m tasks.inpaint.perf_rsa $(ARGS)
 PERF_interp  = $(PY) -m tasks.interp.perf_cost $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m benchmark run --task $(TASK) --profile $(PROFILE) --devices $(DEVICES) --logger $(LOGGER) \
+	$(PY) -m benchmark run --task $(TASK) --profile $(PROFILE) --devices $(DEVICES) --jobs $(JOBS) --logger $(LOGGER) \
 		$(if $(METHODS),--methods $(METHODS)) $(if $(DATASETS),--datasets $(DATASETS)) $(ARGS)
 	$(if $(findstring --dry-run,$(ARGS)),,$(REPORT_$(TASK)))
 

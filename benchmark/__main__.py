@@ -44,6 +44,15 @@ def _summary(task: str, records) -> None:
     console.print(table)
 
 
+def _jobs(args) -> int:
+    """``--jobs 0`` (auto): one row per CPU core for a CPU smoke run on one device, else one."""
+    if args.jobs:
+        return args.jobs
+    import torch
+    cpu_smoke = args.profile == "smoke" and args.devices == 1 and not torch.cuda.is_available()
+    return (os.cpu_count() or 1) if cpu_smoke else 1
+
+
 def cmd_run(args) -> int:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -66,7 +75,8 @@ def cmd_run(args) -> int:
             console.print(f"[red]failed[/]: {r['method']} on {r['dataset']}: {r['error']}")
         return 1 if failed and not args.keep_going else 0
     records = run_task(args.task, args.profile, _csv(args.methods), _csv(args.datasets), args.devices,
-                       args.logger, args.force, results, runs, args.seed, progress=not args.no_progress)
+                       args.logger, args.force, results, runs, args.seed, progress=not args.no_progress,
+                       jobs=_jobs(args))
     if rank_zero_only.rank != 0:
         return 0
     paths = write_leaderboard(args.task, args.profile, ResultStore(results).load(args.profile, args.task),
@@ -148,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--methods", help="comma-separated method keys (default: all)")
     r.add_argument("--datasets", help="comma-separated dataset keys (default: all)")
     r.add_argument("--devices", type=int, default=1, help="N > 1: Lightning DDP")
+    r.add_argument("--jobs", type=int, default=0,
+                   help="rows run side by side on the CPU, each in its own process with cpu_count/N threads "
+                        "(default 0 = auto: one per core for a CPU smoke run, else 1)")
     r.add_argument("--logger", default="csv", choices=["csv", "wandb"])
     r.add_argument("--force", action="store_true",
                    help="rerun methods that already have a result (their result and checkpoints are kept until the "

@@ -64,7 +64,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The checkout's commit (+dirty), read once per process: the code a run imported at its start,
-    not whatever the checkout holds when a later record is written."""
+    not whatever the checkout holds when a later record is written.  ``MIRBENCH_COMMIT``: the one a
+    parallel run's parent process read (its worker processes record that)."""
+    if os.environ.get("MIRBENCH_COMMIT"):
+        return os.environ["MIRBENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=5, cwd=Path(__file__).resolve().parents[1])

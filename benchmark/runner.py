@@ -1,4 +1,5 @@
-"""Run every (dataset x method) of a task: build, fit (resumable), test, record, one at a time.
+"""Run every (dataset x method) of a task: build, fit (resumable), test, record, one at a time (or, on
+the CPU, ``jobs`` at a time in worker processes).
 
 Data flow of one leaderboard row: DatasetSpec.datamodule -> MethodSpec.build -> Trainer.fit ->
 Trainer.test -> Metric objects -> ResultRecord (atomic JSON) -> leaderboard.
@@ -15,11 +16,15 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import multiprocessing
+import os
 import shutil
 import sys
 import time
 import traceback
 import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
@@ -304,7 +309,10 @@ def _needs_run(store: ResultStore, runs_dir: Path, profile: str, task_name: str,
 def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None = None,
              datasets: list[str] | None = None, devices: int = 1, logger: str = "csv", force: bool = False,
              results_dir: Path = Path("results"), runs_dir: Path = Path("runs"), seed: int = 0,
-             progress: bool = True) -> list[ResultRecord]:
+             progress: bool = True, jobs: int = 1, worker: bool = False) -> list[ResultRecord]:
+    """``jobs`` > 1 (CPU only): that many rows at a time, each in its own process (:func:`_run_in_processes`).
+    ``worker``: a worker process of such a run: its parent printed the plan and schedules each row after
+    its ``init_from`` row, so a missing ``init_from`` checkpoint is an error here, not trained again."""
     get_profile(profile)
     git_commit()  # recorded as of now, before any checkout change during a long run
     results_dir, runs_dir = Path(results_dir), Path(runs_dir)
@@ -315,24 +323,31 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
             if _needs_run(store, runs_dir, profile, task_name, d, m, force and m in requested, False)}
     for d, m in reversed(pairs):  # a method that will train needs its init_from's final checkpoint
         dep = task.METHODS[m].init_from
-        if (d, m) in need and dep and _needs_run(store, runs_dir, profile, task_name, d, dep, False, True):
+        if ((d, m) in need and dep
+                and _needs_run(store, runs_dir, profile, task_name, d, dep, False, True)):
             need.add((d, dep))
-    todo = [p for p in pairs if p in need]
+    todo = [p for p in pairs if p in need and (not worker or p[1] in requested)]
+    parallel = jobs > 1 and len(todo) > 1
+    if parallel and (devices > 1 or torch.cuda.is_available()):
+        raise ValueError("--jobs N > 1 runs rows side by side on the CPU; with a GPU or --devices > 1 use --jobs 1")
     rank0 = rank_zero_only.rank == 0
-    if rank0:
+    if rank0 and not worker:
         for line in unplanned(task, methods, datasets):
             console.print(f"[yellow]skipped[/]: {line}")
         aliases = [m for m in (methods or task.METHODS) if task.METHODS[m].same_as]
         for m in aliases:
             console.print(f"{m}: same run as {task.METHODS[m].same_as} (not trained again; shown in both tables)")
         console.print(f"[bold]{task_name}[/] ({profile}): {len(pairs)} runs, {len(pairs) - len(todo)} done "
-                      f"already, {len(todo)} to go")
+                      f"already, {len(todo)} to go" + (f", {jobs} at a time" if parallel else ""))
+    if parallel:
+        return _run_in_processes(task, task_name, todo, jobs, profile, logger,
+                                 {p for p in todo if force and p[1] in requested}, results_dir, runs_dir, seed)
     records = []
     for i, (d, m) in enumerate(todo, 1):
         mspec, dspec = task.METHODS[m], task.DATASETS[d]
         paths = run_paths(runs_dir, profile, task_name, d, m)
         forced = force and m in requested
-        if rank0:
+        if rank0 and not worker:
             console.print(f"[{i}/{len(todo)}] {m} on {d}" + (" (--force: previous checkpoints kept until it "
                                                              "succeeds)" if forced else ""))
         if forced:
@@ -359,6 +374,55 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
             _print_line(task_name, rec, kept)
         records.append(rec)
         gc.collect()
+    return records
+
+
+def ready_rows(pending: list, running: list, deps: dict, free: int) -> list:
+    """The first ``free`` pending rows, in plan order, whose ``init_from`` row (``deps``) is neither
+    pending nor running."""
+    blocked = set(pending) | set(running)
+    return [p for p in pending if deps.get(p) not in blocked][:max(free, 0)]
+
+
+def _worker_init(threads: int, commit: str) -> None:
+    torch.set_num_threads(threads)
+    os.environ["MIRBENCH_COMMIT"] = commit  # the parent's, read at its start (results.git_commit)
+
+
+def _run_in_processes(task, task_name: str, todo: list[tuple[str, str]], jobs: int, profile: str, logger: str,
+                      forced: set[tuple[str, str]], results_dir: Path, runs_dir: Path,
+                      seed: int) -> list[ResultRecord]:
+    """Rows side by side, ``jobs`` at a time, each row a serial :func:`run_task` in a worker process with
+    ``cpu_count // jobs`` threads (tiny smoke networks gain little from a second thread, much from a
+    second core); a row waits for its ``init_from`` row.  Records, resume and failures are those of a
+    serial run: each worker writes its row's record; the rows' numbers do not depend on the order."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    deps = {(d, m): (d, task.METHODS[m].init_from) for d, m in todo if task.METHODS[m].init_from}
+    pending, running, records = list(todo), {}, []
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(threads, git_commit()))
+    try:
+        while pending or running:
+            for pair in ready_rows(pending, list(running.values()), deps, jobs - len(running)):
+                pending.remove(pair)
+                d, m = pair
+                console.print(f"started {m} on {d}" + (" (--force: previous checkpoints kept until it succeeds)"
+                                                       if pair in forced else ""))
+                running[pool.submit(run_task, task_name, profile, [m], [d], 1, logger, pair in forced,
+                                    results_dir, runs_dir, seed, False, 1, True)] = pair
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                d, m = running.pop(fut)
+                try:
+                    records += fut.result()
+                except BrokenProcessPool as exc:
+                    raise RuntimeError(f"the worker process running {m} on {d} died (out of memory?): results "
+                                       "written so far are kept; rerun the same command to resume") from exc
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: results written so far are kept; rerun the same command to resume")
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return records
 
 

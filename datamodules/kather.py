@@ -62,11 +62,13 @@ def stratified_split(files: list[Path], n_per_class: int | None, fractions, seed
 class KatherPairs(PairedSRDataset):
     """Bicubic LR/HR pairs plus ``label`` (class index) and a same-class reference patch ``ref`` /
     ``ref_lr`` from ``ref_pool`` (the training split): a seeded draw per (split, index), never the
-    image itself, for reference-based SR (TTSR, SNADN Sec. 3.3: "other HR images")."""
+    image itself, for reference-based SR (TTSR, SNADN Sec. 3.3: "other HR images").
+    With ``memory_cache`` the references' decoded HR is kept too (as 8-bit, exact)."""
 
     def __init__(self, hr_paths, scale: int, ref_pool: list[Path], split_id: int, seed: int = 0, **kwargs):
         super().__init__(hr_paths, scale, **kwargs)
         self.split_id, self.seed = split_id, seed
+        self._ref_memory: dict[Path, torch.Tensor] | None = {} if self._memory is not None else None
         self._pool: dict[str, list[Path]] = {}
         for p in ref_pool:
             self._pool.setdefault(p.parent.name, []).append(p)
@@ -79,12 +81,19 @@ class KatherPairs(PairedSRDataset):
         g = torch.Generator().manual_seed((self.seed * 7 + self.split_id) * 1_000_003 + i)
         return pool[int(torch.randint(len(pool), (), generator=g))]
 
+    def _ref_hr(self, path: Path) -> torch.Tensor:
+        if self._ref_memory is None:
+            return read_rgb(path, self.expect_size)
+        if path not in self._ref_memory:
+            self._ref_memory[path] = read_rgb(path, self.expect_size).mul(255.0).round_().to(torch.uint8)
+        return self._ref_memory[path].float().div_(255.0)
+
     def __getitem__(self, i: int) -> dict:
         out = super().__getitem__(i)
         out["label"] = CLASSES.index(Path(self.hr_paths[i]).parent.name) if Path(
             self.hr_paths[i]).parent.name in CLASSES else -1
         path = self._ref_path(i)
-        ref = read_rgb(path, self.expect_size) if path is not None else out["hr"].new_zeros(3, *PATCH_SIZE)
+        ref = self._ref_hr(path) if path is not None else out["hr"].new_zeros(3, *PATCH_SIZE)
         h, w = out["hr"].shape[-2:]
         if ref.shape[-2:] != (h, w):  # training crops: a random crop of the reference of the same size
             y = int(torch.randint(0, ref.shape[-2] - h + 1, ()))
@@ -98,13 +107,16 @@ class KatherSRDataModule(RestorationDataModule):
     """Bicubic x2 / x4 pairs of 224x224 Kather patches, 8 tissue classes, split 8:1:1 per class.
 
     ``n_patches``: total patches, drawn equally from each class (20,000 = 2,500 x 8); None = all.
+    ``memory_cache``: keep every decoded patch in memory as 8-bit (exact); for small draws such as the
+    smoke sample (a 20,000-patch draw would hold 3 GB per loader worker).
     """
 
     def __init__(self, release: str = "NCT-CRC-HE-100K", scale: int = 4, n_patches: int | None = 20_000,
                  patch: int = 0, batch_size: int = 4, split=(0.8, 0.1, 0.1), split_seed: int = 0,
                  test_limit: int | None = None, root: Path | None = None, num_workers: int = 0, seed: int = 0,
-                 classes: tuple[str, ...] = TISSUE_CLASSES):
+                 classes: tuple[str, ...] = TISSUE_CLASSES, memory_cache: bool = False):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.memory_cache = memory_cache
         self.release, self.scale, self.n_patches, self.patch = release, scale, n_patches, patch
         self.split, self.split_seed, self.test_limit, self.root = tuple(split), split_seed, test_limit, root
         self.classes = tuple(classes)
@@ -117,5 +129,5 @@ class KatherSRDataModule(RestorationDataModule):
         te = te[: self.test_limit] if self.test_limit else te
         make = lambda paths, sid, train: KatherPairs(paths, self.scale, tr, sid, self.split_seed,  # noqa: E731
                                                      patch=self.patch if train else 0, augment=train,
-                                                     expect_size=PATCH_SIZE)
+                                                     expect_size=PATCH_SIZE, memory_cache=self.memory_cache)
         self.train_set, self.val_set, self.test_set = make(tr, 0, True), make(va, 1, False), make(te, 2, False)

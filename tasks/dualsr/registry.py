@@ -31,7 +31,7 @@ def _kather(ctx: BuildContext, plan: TrainPlan) -> KatherSRDataModule:
         release, n, split = "CRC-VAL-HE-7K", None, (0.5, 0.25, 0.25)
     return KatherSRDataModule(release=release, scale=ctx.scale, n_patches=n, patch=plan.patch_size,
                               batch_size=plan.batch_size, split=split, test_limit=prof.test_limit,
-                              num_workers=prof.num_workers, seed=ctx.seed)
+                              num_workers=prof.num_workers, seed=ctx.seed, memory_cache=ctx.profile == "smoke")
 
 
 def _example_batch(ctx: BuildContext, plan: TrainPlan, batch_size: int) -> dict:

@@ -32,7 +32,7 @@ def _kather(ctx: BuildContext, plan: TrainPlan) -> KatherSRDataModule:
         release, n, split = "CRC-VAL-HE-7K", None, (0.6, 0.1, 0.3)
     return KatherSRDataModule(release=release, scale=ctx.scale, n_patches=n, patch=plan.patch_size,
                               batch_size=plan.batch_size, split=split, test_limit=prof.test_limit,
-                              num_workers=prof.num_workers, seed=ctx.seed)
+                              num_workers=prof.num_workers, seed=ctx.seed, memory_cache=ctx.profile == "smoke")
 
 
 def _pathimgsr(ctx: BuildContext, plan: TrainPlan):

@@ -28,7 +28,7 @@ class TinyD(nn.Module):
 
 def register_tiny(module_cls=SRModule, steps: int = 8, dataset: str = "kather_x4", **spec):
     def build(ctx):
-        return module_cls(TinySR(ctx.scale), ctx.scale, lr=1e-3), TrainPlan(max_steps=steps, batch_size=2, patch_size=32)
+        return module_cls(TinySR(ctx.scale), ctx.scale, lr=1e-3), TrainPlan(max_steps=steps, batch_size=2, patch_size=32, ckpt_every_n_steps=2)
     load_task("sr").METHODS["tiny"] = MethodSpec("Tiny", "baseline", build, "none", (dataset,), **spec)
 
 
@@ -39,5 +39,5 @@ def register_tiny_gan(module_cls=SRGANModule, steps: int = 8, pretrain: int = 2,
         per = PerceptualLoss(("relu2_2",), allow_random=True, weights_dir=ctx.weights_dir) if perceptual else None
         module = module_cls(TinySR(ctx.scale), TinyD(), ctx.scale, per, w_pix=1.0, w_per=0.1, w_adv=1e-2,
                             gan="ragan", pretrain_steps=pretrain, lr=1e-3)
-        return module, TrainPlan(max_steps=steps, batch_size=2, patch_size=32)
+        return module, TrainPlan(max_steps=steps, batch_size=2, patch_size=32, ckpt_every_n_steps=2)
     load_task("sr").METHODS["tiny_gan"] = MethodSpec("Tiny GAN", "baseline", build, "none", (dataset,))

@@ -141,7 +141,8 @@ def _tiny_build(steps=2):
     from tests.benchmark._tiny import TinySR
 
     def build(ctx):
-        return SRModule(TinySR(ctx.scale), ctx.scale, lr=1e-3), TrainPlan(max_steps=steps, batch_size=2, patch_size=32)
+        return SRModule(TinySR(ctx.scale), ctx.scale, lr=1e-3), TrainPlan(max_steps=steps, batch_size=2, patch_size=32,
+                                                                          ckpt_every_n_steps=2)
     return build
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from datamodules.kather import CLASSES, KatherSRDataModule, stratified_split
 
@@ -54,3 +55,22 @@ def test_real_samples_pairs_and_references(shared_data):
     assert not (item["ref"] == item["hr"]).all()
     assert CLASSES[item["label"]] == dm.test_set.hr_paths[0].parent.name
     assert dm.test_set._ref_path(0) == dm.test_set._ref_path(0)         # seeded
+
+
+def test_memory_cache_gives_identical_items_and_references(shared_data):
+    sets = []
+    for cache in (False, True):
+        dm = KatherSRDataModule(release="CRC-VAL-HE-7K", n_patches=None, split=(0.5, 0.25, 0.25), scale=2,
+                                patch=32, memory_cache=cache)
+        dm.setup()
+        sets.append((dm.train_set, dm.test_set))
+    for plain, cached in zip(*sets):
+        for rep in range(2):                                            # the second pass reads the memory copy
+            for i in range(len(plain)):
+                items = []
+                for ds in (plain, cached):
+                    torch.manual_seed(10 * rep + i)
+                    items.append(ds[i])
+                for key in ("lr", "hr", "ref", "ref_lr"):
+                    assert torch.equal(items[0][key], items[1][key]), key
+    assert len(cached._ref_memory) > 0 and plain._ref_memory is None

@@ -1,0 +1,53 @@
+"""`run --jobs N`: rows side by side in worker processes give the serial run's records; a row waits for
+its init_from row, and a worker never trains that row itself."""
+import json
+import os
+import subprocess
+import sys
+
+from benchmark.runner import ready_rows, run_task
+from tests.benchmark.conftest_paths import REPO
+
+ROWS = [("kather_x2", "nearest"), ("kather_x2", "bicubic"), ("kather_x4", "nearest"), ("kather_x4", "bicubic")]
+
+
+def _run(tmp_path, name, jobs):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MIRBENCH_TEST_LIMIT": "3", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--task", "sr", "--methods", "nearest,bicubic",
+                           "--datasets", "kather_x2,kather_x4", "--jobs", str(jobs), "--no-progress",
+                           "--results-dir", str(tmp_path / name / "r"), "--runs-dir", str(tmp_path / name / "runs"),
+                           "--leaderboard-dir", str(tmp_path / name / "lb")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stderr, {(d, m): json.loads((tmp_path / name / f"r/smoke/sr/{d}/{m}.json").read_text())
+                         for d, m in ROWS}
+
+
+def test_parallel_rows_give_the_serial_records(tmp_path):
+    out, parallel = _run(tmp_path, "parallel", 2)
+    assert "4 to go, 2 at a time" in out and out.count("started ") == 4
+    _, serial = _run(tmp_path, "serial", 1)
+    for row in ROWS:
+        assert parallel[row]["metrics"] == serial[row]["metrics"], row
+        assert parallel[row]["per_image"] == serial[row]["per_image"], row
+        assert parallel[row]["env"]["commit"] == serial[row]["env"]["commit"]
+        assert parallel[row]["env"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    lb = json.loads((tmp_path / "parallel/lb/sr.json").read_text())
+    assert {(r["dataset"], r["method"]) for r in lb["rows"]} >= set(ROWS)
+
+
+def test_a_row_waits_for_its_init_from_row():
+    a, b, c = ("x2", "irn"), ("x2", "irn_rescale"), ("x4", "irn")
+    deps = {b: a}
+    assert ready_rows([a, b, c], [], deps, 2) == [a, c]
+    assert ready_rows([b, c], [a], deps, 1) == [c]            # irn still running: its rescale row waits
+    assert ready_rows([b], [c], deps, 1) == [b]
+    assert ready_rows([b], [c], deps, 0) == []
+
+
+def test_a_worker_does_not_train_the_init_from_row(tmp_path):
+    recs = run_task("sr", "smoke", ["masrgan"], ["pathimgsr_x4"], results_dir=tmp_path / "r",
+                    runs_dir=tmp_path / "runs", progress=False, worker=True)
+    assert [(r.method, r.status) for r in recs] == [("masrgan", "failed")]
+    assert "starts from the trained masrnet" in recs[0].error
+    assert not (tmp_path / "runs/smoke/sr/pathimgsr_x4/masrnet").exists()
