@@ -293,7 +293,9 @@ class TTSRModule(PlainSRModule):
 
 PAPER = dict(nf=64, n_blocks=(16, 16, 8, 4), batch=9, patch=160, lr=1e-4, lr_lte=1e-5,
              steps=100 * 16_000 // 9)
-SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=2e-3, lr_lte=2e-4, steps=400, lte_shrink=16)
+# smoke: 1,600 iterations; at 400 TTSR was below bicubic at both scales (26.63 / 23.18 dB), at 1,600 above
+# (30.36 / 24.09)
+SMOKE = dict(nf=16, n_blocks=(1, 1, 1, 1), batch=4, patch=32, lr=2e-3, lr_lte=2e-4, steps=1600, lte_shrink=16)
 
 
 def build_ttsr(ctx: BuildContext) -> tuple[TTSRModule, TrainPlan]:

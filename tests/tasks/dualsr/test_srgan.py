@@ -14,8 +14,8 @@ from tasks.dualsr import srgan
 from tasks.dualsr.srgan import SRResNet
 
 
-def _ctx(scale, profile="smoke"):
-    return BuildContext("dualsr", f"kather_x{scale}", profile, scale, 3, Path("/nonexistent-weights"))
+def _ctx(scale, profile="smoke", weights=Path("/nonexistent-weights")):
+    return BuildContext("dualsr", f"kather_x{scale}", profile, scale, 3, weights)
 
 
 def _count(m):
@@ -37,18 +37,24 @@ def test_shapes(scale):
     assert net(torch.rand(2, 3, 10, 12)).shape == (2, 3, 10 * scale, 12 * scale)
 
 
-def test_paper_build_needs_the_vgg19_weights_and_smoke_says_it_is_random():
+def test_paper_build_needs_the_vgg19_weights_and_smoke_without_them_trains_on_pixels():
     with pytest.raises(MissingWeightsError, match="vgg19"):
         srgan.build_srgan(_ctx(4, "paper"))
     module, plan = srgan.build_srgan(_ctx(4))
-    assert plan.notes.startswith("VGG19 randomly initialised (smoke)")
-    # smoke: the short GAN phase starts at lr x0.01, from the SRResNet the pixel phase trained
+    assert plan.notes.startswith("smoke: no pretrained VGG19, perceptual term off")
+    assert module.perceptual is None and (module.hparams.w_pix, module.hparams.w_per) == (1.0, 0.0)
+    # smoke: the short GAN phase starts at lr x gan_lr_scale, from the SRResNet the pixel phase trained
     assert tuple(module.hparams.milestones) == (srgan.SMOKE["pretrain"],) == (module.hparams.pretrain_steps,)
-    assert module.hparams.gamma == 0.01
+    assert module.hparams.gamma == srgan.SMOKE["gan_lr_scale"]
+    assert isinstance(module.discriminator, SRGANDiscriminator) and module.discriminator.input_size == plan.patch_size
+
+
+def test_with_vgg19_weights_the_content_loss_is_vgg54(stand_in_vgg_weights):
+    module, _ = srgan.build_srgan(_ctx(4, "paper", stand_in_vgg_weights))
     hp = module.hparams
     assert (hp.w_pix, hp.w_per, hp.w_adv, hp.gan, hp.loss) == (0.0, 1.0, 1e-3, "vanilla", "mse")
     assert module.perceptual.weights == [srgan.VGG54_SCALE ** 2] and module.perceptual.vgg.ids == [35]
-    assert isinstance(module.discriminator, SRGANDiscriminator) and module.discriminator.input_size == plan.patch_size
+    assert tuple(hp.milestones) == (srgan.PAPER["pretrain"] + (srgan.PAPER["steps"] - srgan.PAPER["pretrain"]) // 2,)
 
 
 def test_paper_schedule_fits_the_100_epoch_budget():
