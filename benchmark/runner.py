@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import multiprocessing
 import os
@@ -377,6 +378,27 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
     return records
 
 
+def _committed_seconds(task_name: str, profile: str) -> dict[tuple[str, str], float]:
+    """Each row's wall time in the committed leaderboard (leaderboards/<task>.json), if any."""
+    from benchmark.leaderboard import stem
+    path = Path(__file__).resolve().parents[1] / "leaderboards" / f"{stem(task_name, profile)}.json"
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {(r["dataset"], r["method"]): float(r["wall_s"]) for r in rows if r.get("wall_s") is not None}
+
+
+def longest_first(todo: list, deps: dict, seconds: dict) -> list:
+    """``todo`` ordered by the time of each row plus the rows that wait for it, longest first (rows with
+    no time on record first of all), so that the last rows of a parallel run do not run alone."""
+    chain = {p: seconds.get(p, float("inf")) for p in todo}
+    for child, parent in deps.items():
+        if parent in chain:
+            chain[parent] += seconds.get(child, 0.0)
+    return sorted(todo, key=lambda p: -chain[p])  # stable: plan order among equals
+
+
 def ready_rows(pending: list, running: list, deps: dict, free: int) -> list:
     """The first ``free`` pending rows, in plan order, whose ``init_from`` row (``deps``) is neither
     pending nor running."""
@@ -398,7 +420,7 @@ def _run_in_processes(task, task_name: str, todo: list[tuple[str, str]], jobs: i
     serial run: each worker writes its row's record; the rows' numbers do not depend on the order."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     deps = {(d, m): (d, task.METHODS[m].init_from) for d, m in todo if task.METHODS[m].init_from}
-    pending, running, records = list(todo), {}, []
+    pending, running, records = longest_first(todo, deps, _committed_seconds(task_name, profile)), {}, []
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                initargs=(threads, git_commit()))
     try:

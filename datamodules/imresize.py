@@ -6,6 +6,7 @@ IRN, the PIRM NIQE code) makes LR images and computes NIQE's second scale with t
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -18,8 +19,10 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
             + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
 
 
+@functools.lru_cache(maxsize=64)
 def _weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
-    """(out_len, in_len) float64 matrix M with out = M @ in along one axis (MATLAB contributions)."""
+    """(out_len, in_len) float64 matrix M with out = M @ in along one axis (MATLAB contributions);
+    cached (read-only): a data loader resizes every crop with the same few matrices."""
     width = 4.0
     shrink = scale < 1 and antialias
     if shrink:

@@ -22,12 +22,17 @@ def count_flops(net: nn.Module, example: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def latency_ms(net: nn.Module, example: torch.Tensor, warmup: int = 1, repeats: int = 3) -> float:
-    """Median wall time of one forward pass on ``example`` (one image), in milliseconds."""
+def latency_ms(net: nn.Module, example: torch.Tensor, warmup: int = 1, repeats: int = 3,
+               slow_s: float = 1.0) -> float:
+    """Median wall time of one forward pass on ``example`` (one image), in milliseconds.  A network whose
+    warm-up pass took over ``slow_s`` seconds is timed once (a CPU smoke CSNL pass takes 3.5 s)."""
     sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+    t0 = time.perf_counter()
     for _ in range(warmup):
         net(example)
     sync()
+    if warmup and (time.perf_counter() - t0) / warmup > slow_s:
+        repeats = 1
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

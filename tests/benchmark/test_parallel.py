@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from benchmark.runner import ready_rows, run_task
+from benchmark.runner import longest_first, ready_rows, run_task
 from tests.benchmark.conftest_paths import REPO
 
 ROWS = [("kather_x2", "nearest"), ("kather_x2", "bicubic"), ("kather_x4", "nearest"), ("kather_x4", "bicubic")]
@@ -51,3 +51,9 @@ def test_a_worker_does_not_train_the_init_from_row(tmp_path):
     assert [(r.method, r.status) for r in recs] == [("masrgan", "failed")]
     assert "starts from the trained masrnet" in recs[0].error
     assert not (tmp_path / "runs/smoke/sr/pathimgsr_x4/masrnet").exists()
+
+
+def test_rows_start_longest_first_counting_the_rows_that_wait_for_them():
+    a, b, c, new = ("x2", "irn"), ("x2", "irn_rescale"), ("x4", "csnl"), ("x4", "new_method")
+    seconds = {a: 100.0, b: 30.0, c: 120.0}
+    assert longest_first([a, b, c, new], {b: a}, seconds) == [new, a, c, b]   # irn + its rescale row: 130 s

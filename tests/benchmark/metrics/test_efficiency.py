@@ -18,3 +18,21 @@ def test_measure_reports_input_size_and_cpu_memory_as_unavailable():
     assert out["latency_ms"] > 0
     assert out["peak_mem_mb"] is None
     assert out["params_m"] == pytest.approx(84 / 1e6)
+
+
+class _Counted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_a_slow_network_is_timed_once_after_its_warm_up():
+    from benchmark.metrics.efficiency import latency_ms
+    fast, slow = _Counted(), _Counted()
+    latency_ms(fast, torch.rand(1), repeats=3)
+    latency_ms(slow, torch.rand(1), repeats=3, slow_s=0.0)
+    assert (fast.calls, slow.calls) == (4, 2)
