@@ -57,3 +57,30 @@ def test_rows_start_longest_first_counting_the_rows_that_wait_for_them():
     a, b, c, new = ("x2", "irn"), ("x2", "irn_rescale"), ("x4", "csnl"), ("x4", "new_method")
     seconds = {a: 100.0, b: 30.0, c: 120.0}
     assert longest_first([a, b, c, new], {b: a}, seconds) == [new, a, c, b]   # irn + its rescale row: 130 s
+
+
+def test_ctrl_c_stops_every_worker_and_the_rerun_resumes_each_row(tmp_path):
+    """Two real rows side by side (dualsr SRGAN x2 / x4), Ctrl-C to the process group once both have a
+    checkpoint: exit 130, the resume advice, no result; the same command then resumes both rows."""
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MIRBENCH_TEST_LIMIT": "2", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmark", "run", "--task", "dualsr", "--methods", "srgan", "--jobs", "2",
+           "--no-progress", "--results-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "runs"),
+           "--leaderboard-dir", str(tmp_path / "lb")]
+    ckpts = [tmp_path / f"runs/smoke/dualsr/{d}/srgan/checkpoints/last.ckpt" for d in ("kather_x2", "kather_x4")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not all(c.is_file() for c in ckpts) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, err[-2000:]
+    assert "rerun the same command to resume" in " ".join(err.split())
+    assert not list((tmp_path / "r").rglob("srgan.json"))
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for d in ("kather_x2", "kather_x4"):
+        rec = json.loads((tmp_path / f"r/smoke/dualsr/{d}/srgan.json").read_text())
+        assert rec["status"] == "ok" and rec["train"]["resumed_at_iteration"] >= 50
