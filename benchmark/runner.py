@@ -324,8 +324,7 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
             if _needs_run(store, runs_dir, profile, task_name, d, m, force and m in requested, False)}
     for d, m in reversed(pairs):  # a method that will train needs its init_from's final checkpoint
         dep = task.METHODS[m].init_from
-        if ((d, m) in need and dep
-                and _needs_run(store, runs_dir, profile, task_name, d, dep, False, True)):
+        if (d, m) in need and dep and _needs_run(store, runs_dir, profile, task_name, d, dep, False, True):
             need.add((d, dep))
     todo = [p for p in pairs if p in need and (not worker or p[1] in requested)]
     parallel = jobs > 1 and len(todo) > 1
@@ -400,8 +399,8 @@ def longest_first(todo: list, deps: dict, seconds: dict) -> list:
 
 
 def ready_rows(pending: list, running: list, deps: dict, free: int) -> list:
-    """The first ``free`` pending rows, in plan order, whose ``init_from`` row (``deps``) is neither
-    pending nor running."""
+    """The first ``free`` rows of ``pending`` (in its order) whose ``init_from`` row (``deps``) is
+    neither pending nor running."""
     blocked = set(pending) | set(running)
     return [p for p in pending if deps.get(p) not in blocked][:max(free, 0)]
 
