@@ -11,7 +11,7 @@ lambda_fit_forw 4 (x2) / 16 (x4) on the sum-L2 LR fit, lambda_rec_back 1 (sum-Ch
 (0.9, 0.999), weight decay 1e-5, gradient clip 10.  Training length follows SNADN's data protocol
 (100 epochs of the 16,000-patch split at IRN's batch 16 and GT crop 144 = 100k iterations, halved at
 20/40/60/80 %), not IRN's 500k iterations on DIV2K (spec Sec. 3, N).  Smoke: growth 8, 600
-iterations (SNADN's smoke budget) on 32 (x2) / 24 (x4) px crops at lr 3e-3 (x2) / 1.5e-3 (x4), halved at 60 / 80 %, and the full 8 blocks per level: the up
+iterations (SNADN's smoke budget) at lr 3e-3 (x2) / 1.5e-3 (x4), halved at 60 / 80 %, and the full 8 blocks per level: the up
 pass can damp the sampled N(0, 1) latent by at most exp(-clamp) per block, so 4 blocks leave a noise
 floor near 30 dB at x2 whatever the training (bicubic scores 29.9 on the smoke sample; tested).
 """
@@ -86,7 +86,7 @@ class IRN(InvertibleRescaler):
 
 
 PAPER = dict(blocks=8, gc=32, batch=16, patch=144, epochs=100, train_size=16_000)  # IRN: batch 16, GT crop 144
-SMOKE = dict(blocks=8, gc=8, batch=4, steps=600, patch={2: 32, 4: 24}, lr={2: 3e-3, 4: 1.5e-3}, milestones=(360, 480))
+SMOKE = dict(blocks=8, gc=8, batch=4, steps=600, patch={2: 32, 4: 32}, lr={2: 3e-3, 4: 1.5e-3}, milestones=(360, 480))
 
 
 def build_irn(ctx: BuildContext, protocol: str = "sr") -> tuple[DualModule, TrainPlan]:
