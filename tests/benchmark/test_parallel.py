@@ -69,8 +69,10 @@ def test_ctrl_c_stops_every_worker_and_the_rerun_resumes_each_row(tmp_path):
            "--no-progress", "--results-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "runs"),
            "--leaderboard-dir", str(tmp_path / "lb")]
     ckpts = [tmp_path / f"runs/smoke/dualsr/{d}/srgan/checkpoints/last.ckpt" for d in ("kather_x2", "kather_x4")]
+    # SIG_DFL first: a shell that starts pytest in the background (`... &`) makes it ignore SIGINT, which
+    # its children inherit, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not all(c.is_file() for c in ckpts) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
