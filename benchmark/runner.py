@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import multiprocessing
 import os
@@ -379,13 +378,10 @@ def run_task(task_name: str, profile: str = "smoke", methods: list[str] | None =
 
 def _committed_seconds(task_name: str, profile: str) -> dict[tuple[str, str], float]:
     """Each row's wall time in the committed leaderboard (leaderboards/<task>.json), if any."""
-    from benchmark.leaderboard import stem
-    path = Path(__file__).resolve().parents[1] / "leaderboards" / f"{stem(task_name, profile)}.json"
-    try:
-        rows = json.loads(path.read_text())["rows"]
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {(r["dataset"], r["method"]): float(r["wall_s"]) for r in rows if r.get("wall_s") is not None}
+    from benchmark.leaderboard import existing
+    board = existing(Path(__file__).resolve().parents[1] / "leaderboards", task_name, profile) or {}
+    return {(r["dataset"], r["method"]): float(r["wall_s"]) for r in board.get("rows", [])
+            if r.get("wall_s") is not None}
 
 
 def longest_first(todo: list, deps: dict, seconds: dict) -> list:
